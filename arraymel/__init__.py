@@ -1,0 +1,31 @@
+"""arraymel: mel spectrograms with exactly the semantics of Keras 3's ``MelSpectrogram``.
+
+NumPy, CuPy and any Array API namespace; a tuned NumPy path on the CPU and a fused CuPy
+path on the GPU, chosen at run time. Importing this package imports neither CuPy nor SciPy.
+
+>>> import numpy as np, arraymel
+>>> x = np.random.default_rng(0).standard_normal((2, 16000)).astype(np.float32)
+>>> arraymel.mel_spectrogram(x).shape
+(2, 128, 32)
+"""
+
+from arraymel._config import MelConfig
+from arraymel.core.db import power_to_db
+from arraymel.core.filterbank import mel_filterbank
+from arraymel.core.stft import stft
+from arraymel.core.windows import get_window
+from arraymel.functional import mel_spectrogram
+from arraymel.transforms import MelSpectrogram
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "MelConfig",
+    "MelSpectrogram",
+    "get_window",
+    "mel_filterbank",
+    "mel_spectrogram",
+    "power_to_db",
+    "stft",
+    "__version__",
+]

@@ -1,0 +1,260 @@
+"""The validated mel configuration shared by every backend.
+
+``MelConfig`` holds the 13 Keras parameters plus arraymel's extensions, checked once
+(SPEC.md's parameter table). Every path (generic, NumPy, CuPy) takes a ``MelConfig`` and
+never re-validates; the public functions build one from keyword arguments.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import numbers
+from typing import Any
+
+import numpy as np
+
+#: The Keras 3 ``MelSpectrogram`` parameters, in Keras's order, with Keras's defaults.
+KERAS_DEFAULTS: dict[str, Any] = {
+    "fft_length": 2048,
+    "sequence_stride": 512,
+    "sequence_length": None,
+    "window": "hann",
+    "sampling_rate": 16000,
+    "num_mel_bins": 128,
+    "min_freq": 20.0,
+    "max_freq": None,
+    "power_to_db": True,
+    "top_db": 80.0,
+    "mag_exp": 2.0,
+    "min_power": 1e-10,
+    "ref_power": 1.0,
+}
+
+#: arraymel's extensions, with defaults that keep Keras's behaviour.
+EXTENSION_DEFAULTS: dict[str, Any] = {"top_db_scope": "batch", "dtype": None}
+
+WINDOW_NAMES = ("hann", "hamming")
+TOP_DB_SCOPES = ("batch", "example")
+DTYPES = ("float32", "float64")
+
+
+def _fail(name: str, value: Any, allowed: str, exc: type[Exception] = ValueError) -> Exception:
+    return exc(f"{name}={value!r} is not allowed: {name} must be {allowed}.")
+
+
+def _check_int(name: str, value: Any, *, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise _fail(name, value, f"an int >= {minimum}", TypeError)
+    value = int(value)
+    if value < minimum:
+        raise _fail(name, value, f"an int >= {minimum}")
+    return value
+
+
+def _check_real(name: str, value: Any, allowed: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise _fail(name, value, allowed, TypeError)
+    value = float(value)
+    if not math.isfinite(value):
+        raise _fail(name, value, allowed)
+    return value
+
+
+def _check_window(window: Any, sequence_length: int) -> Any:
+    if window is None:
+        return None
+    if isinstance(window, str):
+        if window not in WINDOW_NAMES:
+            raise _fail("window", window, f'one of {WINDOW_NAMES!r}, a 1-D array of length sequence_length, or None')
+        return window
+    shape = getattr(window, "shape", None)
+    if shape is None:
+        if isinstance(window, (list, tuple)):
+            window = np.asarray(window, dtype=np.float64)
+            shape = window.shape
+        else:
+            raise _fail("window", window, f'one of {WINDOW_NAMES!r}, a 1-D array of length sequence_length, or None', TypeError)
+    if tuple(shape) != (sequence_length,):
+        raise ValueError(
+            f"window has shape {tuple(shape)}: an array window must have shape (sequence_length,) = ({sequence_length},)."
+        )
+    return window
+
+
+def _dtype_name(dtype: Any) -> str | None:
+    if dtype is None:
+        return None
+    name = dtype if isinstance(dtype, str) else getattr(dtype, "name", None) or str(dtype)
+    try:
+        name = np.dtype(name).name
+    except TypeError:
+        pass
+    if name not in DTYPES:
+        raise _fail("dtype", dtype, f"None (the input's float dtype) or one of {DTYPES!r}")
+    return name
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class MelConfig:
+    """A checked set of mel spectrogram parameters (see SPEC.md).
+
+    Build it with :meth:`MelConfig.create`, which validates and resolves defaults
+    (``sequence_length=None`` -> ``fft_length``, falsy ``max_freq`` -> ``int(sampling_rate / 2)``).
+    The unresolved values are kept in :attr:`given` so that ``get_config`` round-trips.
+    """
+
+    fft_length: int
+    sequence_stride: int
+    sequence_length: int
+    window: Any
+    sampling_rate: float
+    num_mel_bins: int
+    min_freq: float
+    max_freq: float
+    power_to_db: bool
+    top_db: float | None
+    mag_exp: float
+    min_power: float
+    ref_power: float
+    top_db_scope: str
+    dtype: str | None
+    given: dict = dataclasses.field(repr=False)
+
+    @classmethod
+    def create(cls, **kwargs: Any) -> "MelConfig":
+        unknown = set(kwargs) - set(KERAS_DEFAULTS) - set(EXTENSION_DEFAULTS)
+        if unknown:
+            allowed = ", ".join([*KERAS_DEFAULTS, *EXTENSION_DEFAULTS])
+            raise TypeError(f"unknown parameter(s) {sorted(unknown)!r}; the parameters are: {allowed}.")
+        p = {**KERAS_DEFAULTS, **EXTENSION_DEFAULTS, **kwargs}
+
+        fft_length = _check_int("fft_length", p["fft_length"])
+        stride = _check_int("sequence_stride", p["sequence_stride"])
+        seq = p["sequence_length"]
+        if seq is None:
+            seq = fft_length
+        else:
+            seq = _check_int("sequence_length", seq)
+            if seq > fft_length:
+                raise _fail("sequence_length", seq, f"None or an int with 0 < sequence_length <= fft_length ({fft_length})")
+        window = _check_window(p["window"], seq)
+
+        sr = _check_real("sampling_rate", p["sampling_rate"], "a finite number > 0")
+        if sr <= 0:
+            raise _fail("sampling_rate", p["sampling_rate"], "a finite number > 0")
+        n_mels = _check_int("num_mel_bins", p["num_mel_bins"])
+        min_freq = _check_real("min_freq", p["min_freq"], "a finite number >= 0 and < max_freq")
+        if p["max_freq"] is None or (not isinstance(p["max_freq"], bool) and p["max_freq"] == 0):
+            max_freq = float(int(sr / 2))  # Keras: `max_freq or int(sampling_rate / 2)`
+        else:
+            max_freq = _check_real("max_freq", p["max_freq"], "None, 0 (both mean int(sampling_rate / 2)) or a finite number > min_freq")
+        if min_freq < 0:
+            raise _fail("min_freq", p["min_freq"], "a finite number >= 0 and < max_freq")
+        if not min_freq < max_freq:
+            raise ValueError(
+                f"min_freq={p['min_freq']!r} and max_freq={p['max_freq']!r} (resolved to {max_freq:g} Hz) are not allowed: "
+                "min_freq must be less than max_freq (Keras would silently return a constant -100 dB)."
+            )
+        if not isinstance(p["power_to_db"], (bool, np.bool_)):
+            raise _fail("power_to_db", p["power_to_db"], "True or False", TypeError)
+        top_db = p["top_db"]
+        if top_db is not None:
+            top_db = _check_real("top_db", top_db, "None (no clipping) or a finite number >= 0")
+            if top_db < 0:
+                raise _fail("top_db", p["top_db"], "None (no clipping) or a finite number >= 0")
+        mag_exp = _check_real("mag_exp", p["mag_exp"], "a finite number > 0")
+        if mag_exp <= 0:
+            raise _fail("mag_exp", p["mag_exp"], "a finite number > 0")
+        min_power = _check_real("min_power", p["min_power"], "a finite number > 0")
+        if min_power <= 0:
+            raise _fail("min_power", p["min_power"], "a finite number > 0")
+        ref_power = abs(_check_real("ref_power", p["ref_power"], "a finite number (its absolute value is used)"))
+        scope = p["top_db_scope"]
+        if scope not in TOP_DB_SCOPES:
+            raise _fail("top_db_scope", scope, f"one of {TOP_DB_SCOPES!r}")
+        dtype = _dtype_name(p["dtype"])
+
+        given = {k: kwargs.get(k, v) for k, v in {**KERAS_DEFAULTS, **EXTENSION_DEFAULTS}.items()}
+        given["window"] = window if not hasattr(window, "shape") else window
+        return cls(
+            fft_length=fft_length,
+            sequence_stride=stride,
+            sequence_length=seq,
+            window=window,
+            sampling_rate=sr,
+            num_mel_bins=n_mels,
+            min_freq=min_freq,
+            max_freq=max_freq,
+            power_to_db=bool(p["power_to_db"]),
+            top_db=top_db,
+            mag_exp=mag_exp,
+            min_power=min_power,
+            ref_power=ref_power,
+            top_db_scope=scope,
+            dtype=dtype,
+            given=given,
+        )
+
+    # ------------------------------------------------------------------ derived sizes
+    @property
+    def n_bins(self) -> int:
+        """Number of one-sided FFT bins, ``fft_length // 2 + 1``."""
+        return self.fft_length // 2 + 1
+
+    @property
+    def pad(self) -> int:
+        """Reflect padding on each side of the signal (centring)."""
+        return self.fft_length // 2
+
+    def n_frames(self, samples: int) -> int:
+        """The true frame count for ``samples`` input samples (SPEC.md step 3)."""
+        return 1 + (samples + 2 * self.pad - self.fft_length) // self.sequence_stride
+
+    @property
+    def window_key(self) -> Any:
+        """A hashable stand-in for the window (arrays are keyed by content)."""
+        w = self.window
+        if w is None or isinstance(w, str):
+            return w
+        host = _to_host_float64(w)
+        return ("array", host.tobytes())
+
+    @property
+    def key(self) -> tuple:
+        """Hashable identity of everything that changes the numbers (not ``dtype``)."""
+        return (
+            self.fft_length, self.sequence_stride, self.sequence_length, self.window_key,
+            self.sampling_rate, self.num_mel_bins, self.min_freq, self.max_freq,
+            self.power_to_db, self.top_db, self.mag_exp, self.min_power, self.ref_power,
+            self.top_db_scope,
+        )
+
+    def replace(self, **changes: Any) -> "MelConfig":
+        """A new validated config with some parameters changed."""
+        given = {k: v for k, v in self.given.items()}
+        given.update(changes)
+        return MelConfig.create(**given)
+
+    def keras_config(self) -> dict[str, Any]:
+        """The 13 Keras parameters as given (unresolved), JSON-friendly where possible."""
+        out = {}
+        for k in KERAS_DEFAULTS:
+            v = self.given[k]
+            if hasattr(v, "shape"):
+                v = _to_host_float64(v).tolist()
+            out[k] = v
+        return out
+
+
+def _to_host_float64(w: Any) -> np.ndarray:
+    """A window array, whatever its namespace, as a NumPy float64 array (a small, explicit copy)."""
+    if isinstance(w, np.ndarray):
+        return w.astype(np.float64, copy=False)
+    get = getattr(w, "get", None)  # CuPy: an explicit device-to-host copy of a tiny constant
+    if callable(get) and type(w).__module__.startswith("cupy"):
+        return np.asarray(get(), dtype=np.float64)
+    try:
+        return np.asarray(w, dtype=np.float64)
+    except Exception:  # array-api-strict and others: go through DLPack-free conversion
+        return np.asarray(list(w), dtype=np.float64)

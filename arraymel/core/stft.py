@@ -1,0 +1,73 @@
+"""The centred short-time Fourier transform (SPEC.md steps 2-5), generic over Array API namespaces."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from array_api_compat import device as xp_device
+
+from arraymel._config import MelConfig
+from arraymel.core._xp import from_host
+from arraymel.core.framing import frames
+from arraymel.core.inputs import as_array, compute_dtype_name
+from arraymel.core.windows import window_host
+
+
+def window_for(cfg: MelConfig, xp: Any, device: Any, dtype: Any) -> Any | None:
+    """The padded analysis window in ``xp`` (None when ``window=None``: multiplying by ones is skipped)."""
+    if cfg.window is None:
+        return None
+    return from_host(window_host(cfg.window, cfg.sequence_length, cfg.fft_length), xp, device=device, dtype=dtype)
+
+
+def stft_block(x: Any, xp: Any, cfg: MelConfig, window: Any | None, t0: int, t1: int) -> Any:
+    """Complex spectrum of frames ``t0 .. t1 - 1``: ``(..., t1 - t0, fft_length // 2 + 1)``."""
+    fr = frames(x, xp, fft_length=cfg.fft_length, stride=cfg.sequence_stride, pad=cfg.pad, t0=t0, t1=t1)
+    if window is not None:
+        fr = fr * window
+    return xp.fft.rfft(fr, n=cfg.fft_length, axis=-1)
+
+
+def stft(
+    x: Any,
+    *,
+    fft_length: int = 2048,
+    sequence_stride: int = 512,
+    sequence_length: int | None = None,
+    window: Any = "hann",
+    dtype: Any = None,
+) -> Any:
+    """Centred STFT as Keras's ``ops.stft(..., center=True)``, as one complex array.
+
+    The signal is reflect-padded by ``fft_length // 2`` on both ends, cut into frames of
+    ``fft_length`` every ``sequence_stride`` samples, windowed and transformed with an
+    unnormalised one-sided DFT.
+
+    Parameters
+    ----------
+    x : array of shape ``(..., samples)``
+        Real audio, any Array API namespace.
+    fft_length, sequence_stride, sequence_length, window :
+        As in :func:`arraymel.mel_spectrogram`.
+    dtype : {None, "float32", "float64"}
+        Real compute dtype; the result is the matching complex dtype.
+
+    Returns
+    -------
+    complex array of shape ``(..., frames, fft_length // 2 + 1)`` (Keras's layout).
+
+    Examples
+    --------
+    >>> import numpy as np, arraymel
+    >>> X = arraymel.stft(np.ones(1000, dtype=np.float32), fft_length=256, sequence_stride=128)
+    >>> X.shape, X.dtype
+    ((8, 129), dtype('complex64'))
+    """
+    cfg = MelConfig.create(fft_length=fft_length, sequence_stride=sequence_stride,
+                           sequence_length=sequence_length, window=window, dtype=dtype)
+    x, xp = as_array(x)
+    dt = getattr(xp, compute_dtype_name(x, xp, cfg.dtype))
+    if x.dtype != dt:
+        x = xp.astype(x, dt)
+    win = window_for(cfg, xp, xp_device(x), dt)
+    return stft_block(x, xp, cfg, win, 0, cfg.n_frames(x.shape[-1]))

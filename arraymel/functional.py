@@ -1,0 +1,195 @@
+"""``mel_spectrogram`` and the dispatch shared with :class:`arraymel.MelSpectrogram`."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Any
+
+import numpy as np
+
+from arraymel import _backend
+from arraymel._config import MelConfig
+from arraymel.core.inputs import as_array, compute_dtype_name
+
+
+class StateCache:
+    """A bounded LRU of per-path states (window, filterbank, plans), keyed by config, path, device and dtype."""
+
+    def __init__(self, maxsize: int = 16):
+        self.maxsize = maxsize
+        self._d: OrderedDict = OrderedDict()
+
+    def get(self, key: Any, build: Any) -> Any:
+        try:
+            self._d.move_to_end(key)
+            return self._d[key]
+        except KeyError:
+            state = build()
+            self._d[key] = state
+            if len(self._d) > self.maxsize:
+                self._d.popitem(last=False)
+            return state
+
+    def __len__(self) -> int:
+        return len(self._d)
+
+    def clear(self) -> None:
+        self._d.clear()
+
+
+_CACHE = StateCache(maxsize=16)
+
+
+def _state(cfg: MelConfig, plan: _backend.Plan, xp: Any, device: Any, dtype_name: str, cache: StateCache) -> Any:
+    if plan.path == "numpy":
+        from arraymel._numpy.pipeline import NumpyState
+
+        return cache.get((cfg.key, "numpy", None, dtype_name), lambda: NumpyState(cfg, dtype_name))
+    if plan.path == "cupy":
+        from arraymel._cupy.pipeline import CupyState
+
+        return cache.get((cfg.key, "cupy", device, dtype_name), lambda: CupyState(cfg, dtype_name, device))
+    from arraymel.core._xp import namespace_name
+    from arraymel.core.mel import GenericState
+
+    key = (cfg.key, "generic", namespace_name(xp), str(device), dtype_name)
+    return cache.get(key, lambda: GenericState(cfg, xp, device, dtype_name))
+
+
+def compute(
+    x: Any,
+    cfg: MelConfig,
+    *,
+    device: Any = None,
+    output: str | None = None,
+    backend: str = "auto",
+    max_memory: int | None = None,
+    cache: StateCache | None = None,
+) -> Any:
+    """Run one mel spectrogram with an already validated config (the body of both public entry points)."""
+    cache = _CACHE if cache is None else cache
+    x, xp = as_array(x)
+    plan = _backend.choose(x, device=device, backend=backend, output=output)
+    if max_memory is not None and (isinstance(max_memory, bool) or not isinstance(max_memory, (int, np.integer)) or max_memory <= 0):
+        raise ValueError(f"max_memory={max_memory!r} is not allowed: max_memory must be None (automatic) or an int > 0 (bytes).")
+    dtype_name = compute_dtype_name(x, xp, cfg.dtype)
+
+    if plan.path == "cupy":
+        from arraymel._cupy import pipeline as cp_pipeline
+
+        xc, dev = cp_pipeline.to_device(x, plan.cuda_index)
+        out = _state(cfg, plan, None, dev, dtype_name, cache)(xc, max_memory=max_memory)
+        if plan.output == "numpy" or (plan.output is None and plan.input_kind == "numpy"):
+            return out.get()
+        return out
+    if plan.path == "numpy":
+        xn = x.get() if plan.input_kind == "cupy" else x  # device="cpu" with CuPy input: asked-for copy
+        out = _state(cfg, plan, np, None, dtype_name, cache)(xn, max_memory=max_memory)
+        if plan.input_kind == "cupy" and plan.output is None:
+            import cupy
+
+            with x.device:
+                return cupy.asarray(out)
+        return out
+    from array_api_compat import device as xp_device
+
+    out = _state(cfg, plan, xp, xp_device(x), dtype_name, cache)(x, max_memory=max_memory)
+    if plan.output == "numpy" and not isinstance(out, np.ndarray):
+        return np.from_dlpack(out)
+    return out
+
+
+def mel_spectrogram(
+    x: Any,
+    *,
+    fft_length: int = 2048,
+    sequence_stride: int = 512,
+    sequence_length: int | None = None,
+    window: Any = "hann",
+    sampling_rate: float = 16000,
+    num_mel_bins: int = 128,
+    min_freq: float = 20.0,
+    max_freq: float | None = None,
+    power_to_db: bool = True,
+    top_db: float | None = 80.0,
+    mag_exp: float = 2.0,
+    min_power: float = 1e-10,
+    ref_power: float = 1.0,
+    top_db_scope: str = "batch",
+    dtype: Any = None,
+    device: Any = None,
+    output: str | None = None,
+    backend: str = "auto",
+    max_memory: int | None = None,
+) -> Any:
+    """Mel spectrogram of a batch of audio, exactly as Keras 3's ``MelSpectrogram`` layer computes it.
+
+    Parameters
+    ----------
+    x : array of shape ``(..., samples)``
+        Real audio (float or integer; integers are cast, not rescaled, as in Keras). NumPy, CuPy
+        or any Array API array; lists become NumPy arrays.
+    fft_length : int, default 2048
+        FFT size; frames are ``fft_length`` samples long.
+    sequence_stride : int, default 512
+        Hop between successive frames, in samples.
+    sequence_length : int, optional
+        Window length (``<= fft_length``), centred in the frame; defaults to ``fft_length``.
+    window : {"hann", "hamming"}, array or None, default "hann"
+        Periodic window by name, an array of shape ``(sequence_length,)``, or None (no window).
+    sampling_rate : float, default 16000
+        Sample rate of ``x`` in Hz.
+    num_mel_bins : int, default 128
+        Number of mel bands.
+    min_freq, max_freq : float, default 20.0 and None
+        Band edges in Hz; a falsy ``max_freq`` means ``int(sampling_rate / 2)``.
+    power_to_db : bool, default True
+        Convert to decibels.
+    top_db : float or None, default 80.0
+        Values more than ``top_db`` below the maximum are raised to it; None clips nothing.
+    mag_exp : float, default 2.0
+        Exponent of the magnitude: 1 for magnitude, 2 for power.
+    min_power : float, default 1e-10
+        Floor applied to the mel power and to ``ref_power`` before the logarithm.
+    ref_power : float, default 1.0
+        Reference power: ``10 * log10(S / |ref_power|)``.
+    top_db_scope : {"batch", "example"}, default "batch"
+        The maximum for ``top_db`` is over the whole input (Keras) or per spectrogram (a result
+        then does not depend on what it was batched with).
+    dtype : {None, "float32", "float64"}
+        Compute and output dtype; default the input's float dtype (float32 for integer input).
+    device : {None, "cpu", "cuda", "cuda:N"}
+        Where to compute; None computes where ``x`` lives. ``device="cuda"`` computes NumPy input
+        on a GPU.
+    output : {None, "numpy", "device"}
+        None returns the input's namespace (NumPy in, NumPy out, even when computed on a GPU);
+        ``"numpy"`` always returns NumPy (a copy from the GPU, which waits for it); ``"device"``
+        returns the array where it was computed (CuPy for ``device="cuda"``).
+    backend : {"auto", "generic", "numpy", "cupy"}
+        ``"auto"`` picks the tuned NumPy path for NumPy input, the CuPy path for CuPy input, and
+        the generic Array API path otherwise; the others force one.
+    max_memory : int, optional
+        Work-area budget in bytes; the input is processed in blocks of frames (and, on a GPU,
+        of examples) so that temporary memory stays under it. The default adapts to the path.
+
+    Returns
+    -------
+    array of shape ``(..., num_mel_bins, frames)``
+        ``frames = 1 + (samples + 2 * (fft_length // 2) - fft_length) // sequence_stride``.
+
+    Examples
+    --------
+    >>> import numpy as np, arraymel
+    >>> t = np.arange(16000) / 16000
+    >>> x = np.sin(2 * np.pi * 440 * t).astype(np.float32)
+    >>> S = arraymel.mel_spectrogram(x, num_mel_bins=64)
+    >>> S.shape, S.dtype, float(S.max() - S.min()) <= 80.0
+    ((64, 32), dtype('float32'), True)
+    """
+    cfg = MelConfig.create(
+        fft_length=fft_length, sequence_stride=sequence_stride, sequence_length=sequence_length,
+        window=window, sampling_rate=sampling_rate, num_mel_bins=num_mel_bins, min_freq=min_freq,
+        max_freq=max_freq, power_to_db=power_to_db, top_db=top_db, mag_exp=mag_exp,
+        min_power=min_power, ref_power=ref_power, top_db_scope=top_db_scope, dtype=dtype,
+    )
+    return compute(x, cfg, device=device, output=output, backend=backend, max_memory=max_memory)
