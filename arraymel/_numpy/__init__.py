@@ -1,0 +1,1 @@
+"""The tuned CPU path for NumPy input (see :mod:`arraymel._numpy.pipeline`)."""

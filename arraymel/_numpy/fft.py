@@ -1,0 +1,30 @@
+"""The real FFT used by the NumPy path: ``scipy.fft`` when installed (faster for float32, no GIL),
+``numpy.fft`` otherwise. SciPy is imported on first use, never at ``import arraymel``."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Callable
+
+import numpy as np
+
+
+@lru_cache(maxsize=1)
+def rfft_impl() -> tuple[str, Callable[[np.ndarray], np.ndarray]]:
+    """``(name, rfft(frames) -> spectrum)`` over the last axis; ``frames`` may be overwritten."""
+    try:
+        import scipy.fft as sfft
+    except ImportError:
+        return "numpy.fft", _numpy_rfft
+
+    def _scipy_rfft(frames: np.ndarray) -> np.ndarray:
+        return sfft.rfft(frames, axis=-1, overwrite_x=True, workers=1)
+
+    return "scipy.fft", _scipy_rfft
+
+
+def _numpy_rfft(frames: np.ndarray) -> np.ndarray:
+    out = np.fft.rfft(frames, axis=-1)
+    if frames.dtype == np.float32 and out.dtype != np.complex64:  # NumPy < 2 computes in double
+        out = out.astype(np.complex64)
+    return out
