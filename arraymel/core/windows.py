@@ -13,6 +13,8 @@ from arraymel.core._xp import from_host
 
 def periodic_window(name: str, length: int) -> np.ndarray:
     """The periodic (DFT-even) window of ``length`` in float64, as ``scipy.signal.get_window(name, length)``."""
+    if length == 1:  # scipy (and so Keras) return [1.0] for any window of length 1
+        return np.ones(1, dtype=np.float64)
     n = np.arange(length, dtype=np.float64)
     phase = 2.0 * np.pi * n / length
     if name == "hann":
