@@ -19,6 +19,18 @@ def hertz_to_mel(f: Any) -> Any:
     return MEL_HIGH_FREQUENCY_Q * np.log1p(np.asarray(f, dtype=np.float64) / MEL_BREAK_FREQUENCY_HERTZ)
 
 
+def _warn_user(message: str) -> None:
+    """Warn with the location of the first caller outside arraymel (whatever the call depth)."""
+    import os
+    import sys
+
+    pkg = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    level, frame = 2, sys._getframe(1)
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(pkg + os.sep):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, UserWarning, stacklevel=level)
+
+
 @lru_cache(maxsize=64)
 def filterbank_host(num_mel_bins: int, fft_length: int, sampling_rate: float, min_freq: float, max_freq: float) -> np.ndarray:
     """The ``(fft_length // 2 + 1, num_mel_bins)`` float64 filterbank of SPEC.md step 7 (read-only, cached).
@@ -36,12 +48,10 @@ def filterbank_host(num_mel_bins: int, fft_length: int, sampling_rate: float, mi
     empty = np.flatnonzero(~weights.any(axis=0))
     if empty.size:
         shown = ", ".join(str(int(i)) for i in empty[:10]) + (", ..." if empty.size > 10 else "")
-        warnings.warn(
+        _warn_user(
             f"{empty.size} of {num_mel_bins} mel bands receive no FFT bin and are all zero (bands {shown}) "
             f"with fft_length={fft_length}, sampling_rate={sampling_rate:g}, min_freq={min_freq:g}, "
-            f"max_freq={max_freq:g}: use a larger fft_length or fewer num_mel_bins.",
-            UserWarning,
-            stacklevel=4,
+            f"max_freq={max_freq:g}: use a larger fft_length or fewer num_mel_bins."
         )
     weights.setflags(write=False)
     return weights

@@ -1,0 +1,146 @@
+"""The tuned NumPy path gives the generic path's answer (SPEC.md tolerances) over a grid of cases."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+import arraymel
+from arraymel._numpy import pipeline
+from tests._helpers import assert_db_close, assert_power_close
+
+RNG = np.random.default_rng(7)
+
+CONFIGS = {
+    "keras-defaults": {},
+    "speech": dict(fft_length=400, sequence_stride=160, num_mel_bins=80),
+    "odd-fft": dict(fft_length=511, sequence_stride=128, num_mel_bins=40),
+    "short-window": dict(fft_length=1024, sequence_length=600, sequence_stride=256, num_mel_bins=64),
+    "hamming": dict(window="hamming", fft_length=512, sequence_stride=100, num_mel_bins=48),
+    "array-window": dict(window=np.kaiser(300, 8.0), sequence_length=300, fft_length=512, sequence_stride=64, num_mel_bins=32),
+    "no-window": dict(window=None, fft_length=256, sequence_stride=256, num_mel_bins=24, sampling_rate=8000),
+    "magnitude": dict(mag_exp=1.0, fft_length=512, num_mel_bins=40),
+    "root-magnitude": dict(mag_exp=0.5, fft_length=512, num_mel_bins=40),
+    "power-out": dict(power_to_db=False, fft_length=512, num_mel_bins=40),
+    "ref-topdb": dict(ref_power=-3.0, top_db=40.0, fft_length=512, num_mel_bins=40),
+    "no-clip-example": dict(top_db=None, top_db_scope="example", fft_length=512, num_mel_bins=40),
+    "band-limited": dict(min_freq=300.0, max_freq=3400.0, fft_length=512, num_mel_bins=30),
+    "above-nyquist": dict(max_freq=9000.0, sampling_rate=16000, fft_length=1024, num_mel_bins=20),
+    "tiny-hop": dict(fft_length=64, sequence_stride=1, num_mel_bins=8, sampling_rate=8000),
+    "hop-over-fft": dict(fft_length=256, sequence_stride=300, num_mel_bins=16),
+}
+
+
+def _signal(shape, dtype=np.float32):
+    x = RNG.standard_normal(shape)
+    x *= np.logspace(0, -3, shape[0] if len(shape) > 1 else 1).reshape(-1, *([1] * (len(shape) - 1)))[: (shape[0] if len(shape) > 1 else 1)] if len(shape) > 1 else 1
+    return x.astype(dtype)
+
+
+def _compare(x, **kw):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # empty-band warnings of small configs
+        fast = arraymel.mel_spectrogram(x, backend="numpy", **kw)
+        ref = arraymel.mel_spectrogram(x, backend="generic", **kw)
+    assert type(fast) is np.ndarray
+    if kw.get("power_to_db", True):
+        tol = 1e-9 if ref.dtype == np.float64 else 1e-3
+        return assert_db_close(fast, ref, tol, like=ref)
+    return assert_power_close(fast, ref, like=ref, rtol=1e-10 if ref.dtype == np.float64 else 1e-4)
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_numpy_path_matches_generic(name, dtype):
+    _compare(_signal((3, 5000), dtype), **CONFIGS[name])
+
+
+@pytest.mark.parametrize("samples", [1, 2, 3, 255, 256, 257, 1024, 4097])
+def test_short_and_boundary_lengths(samples):
+    kw = dict(fft_length=512, sequence_stride=128, num_mel_bins=32)
+    if samples == 1:  # a constant frame: every band holds only FFT rounding noise; keep it under the floor
+        kw["min_power"] = 1e-4
+    _compare(_signal((2, samples)), **kw)
+
+
+@pytest.mark.parametrize("shape", [(4000,), (2, 4000), (2, 3, 4000), (1, 1, 1, 700)])
+def test_leading_dimensions(shape):
+    _compare(_signal(shape), fft_length=256, sequence_stride=64, num_mel_bins=20)
+
+
+def test_integer_input_is_cast_not_scaled():
+    x = (RNG.standard_normal((2, 3000)) * 3000).astype(np.int16)
+    _compare(x, fft_length=512, num_mel_bins=32)
+    a = arraymel.mel_spectrogram(x, fft_length=512, num_mel_bins=32, top_db=None)
+    b = arraymel.mel_spectrogram(x.astype(np.float32), fft_length=512, num_mel_bins=32, top_db=None)
+    np.testing.assert_array_equal(a, b)
+
+
+def test_non_contiguous_input():
+    base = _signal((4, 12000))
+    x = base[::2, ::3]
+    assert not x.flags.c_contiguous
+    _compare(x, fft_length=256, sequence_stride=100, num_mel_bins=20)
+    np.testing.assert_array_equal(arraymel.mel_spectrogram(x, fft_length=256, sequence_stride=100, num_mel_bins=20),
+                                  arraymel.mel_spectrogram(np.ascontiguousarray(x), fft_length=256, sequence_stride=100, num_mel_bins=20))
+    _compare(np.asfortranarray(base), fft_length=256, num_mel_bins=20)
+
+
+def test_result_does_not_depend_on_threads_or_block_size(monkeypatch):
+    x = _signal((5, 20000))
+    monkeypatch.setenv("ARRAYMEL_NUM_THREADS", "1")
+    one = arraymel.mel_spectrogram(x)
+    monkeypatch.setenv("ARRAYMEL_NUM_THREADS", "3")
+    three = arraymel.mel_spectrogram(x)
+    small_blocks = arraymel.mel_spectrogram(x, max_memory=64 * 1024)
+    np.testing.assert_array_equal(one, three)  # same blocks, whichever thread runs them
+    assert_db_close(small_blocks, one, 1e-4, like=one)  # other block sizes: BLAS may round differently
+
+
+def test_numpy_fft_fallback_without_scipy(monkeypatch):
+    from arraymel._numpy import fft as npfft
+
+    monkeypatch.setattr(npfft, "rfft_impl", lambda: ("numpy.fft", npfft._numpy_rfft))
+    monkeypatch.setattr(pipeline, "rfft_impl", lambda: ("numpy.fft", npfft._numpy_rfft))
+    arraymel.functional._CACHE.clear()
+    _compare(_signal((2, 6000)), fft_length=512, num_mel_bins=40)
+
+
+def test_float32_stays_float32_end_to_end(monkeypatch):
+    """No float64 temporaries: every array the path allocates for float32 input is float32 (or complex64)."""
+    seen = []
+    real_empty = np.empty
+
+    def spy(shape, dtype=float, *a, **k):
+        seen.append(np.dtype(dtype))
+        return real_empty(shape, dtype, *a, **k)
+
+    st = pipeline.NumpyState(arraymel.MelConfig.create(fft_length=512, num_mel_bins=40), "float32")
+    x = _signal((2, 8000))
+    monkeypatch.setattr(pipeline.np, "empty", spy)  # host constants (float64 by design) are built already
+    out = st(x)
+    assert out.dtype == np.float32
+    assert seen and all(d == np.float32 for d in seen), seen
+    spec = pipeline.rfft_impl()[1](np.zeros((4, 512), np.float32))
+    assert spec.dtype == np.complex64
+
+
+def test_banded_filterbank_equals_dense():
+    from arraymel._numpy.banded import banded
+    from arraymel.core.filterbank import filterbank_host
+
+    for args in [(128, 2048, 16000.0, 20.0, 8000.0), (80, 400, 16000.0, 0.0, 8000.0), (40, 512, 8000.0, 300.0, 9000.0)]:
+        fb = filterbank_host(*args)
+        bf = banded(fb, np.float64)
+        p = RNG.random((7, fb.shape[0]))
+        dense = p @ fb
+        got = np.zeros_like(dense)
+        for g in bf.groups:
+            if g.bin_hi > g.bin_lo:
+                got[:, g.band_lo:g.band_hi] = p[:, g.bin_lo:g.bin_hi] @ g.weights_t.T
+        np.testing.assert_allclose(got, dense, rtol=1e-12, atol=1e-14)
+        assert [g.band_lo for g in bf.groups][0] == 0 and bf.groups[-1].band_hi == fb.shape[1]
+        assert all(a.band_hi == b.band_lo for a, b in zip(bf.groups, bf.groups[1:]))
+    assert banded(filterbank_host(128, 2048, 16000.0, 20.0, 8000.0), np.float32).multiply_adds_per_frame < 1025 * 128 / 10
