@@ -55,7 +55,7 @@ def power_to_db(
     --------
     >>> import numpy as np, arraymel
     >>> p = np.array([[1.0, 1e-3, 1e-12]], dtype=np.float32)
-    >>> arraymel.power_to_db(p, top_db=50.0).tolist()
+    >>> arraymel.power_to_db(p, top_db=50.0).round(4).tolist()
     [[0.0, -30.0, -50.0]]
     """
     power, xp = as_array(power)
