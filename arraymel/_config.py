@@ -8,6 +8,7 @@ never re-validates; the public functions build one from keyword arguments.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import numbers
 from typing import Any
@@ -176,7 +177,7 @@ class MelConfig:
         dtype = _dtype_name(p["dtype"])
 
         given = {k: kwargs.get(k, v) for k, v in {**KERAS_DEFAULTS, **EXTENSION_DEFAULTS}.items()}
-        given["window"] = window if not hasattr(window, "shape") else window
+        given["window"] = window  # a list window is kept as the NumPy array it was checked as
         return cls(
             fft_length=fft_length,
             sequence_stride=stride,
@@ -211,16 +212,17 @@ class MelConfig:
         """The true frame count for ``samples`` input samples (SPEC.md step 3)."""
         return 1 + (samples + 2 * self.pad - self.fft_length) // self.sequence_stride
 
-    @property
+    @functools.cached_property
     def window_key(self) -> Any:
-        """A hashable stand-in for the window (arrays are keyed by content)."""
+        """A hashable stand-in for the window (arrays are keyed by content; computed once, so a
+        device array window is copied to the host once per config, never per call)."""
         w = self.window
         if w is None or isinstance(w, str):
             return w
         host = _to_host_float64(w)
         return ("array", host.tobytes())
 
-    @property
+    @functools.cached_property
     def key(self) -> tuple:
         """Hashable identity of everything that changes the numbers (not ``dtype``)."""
         return (
