@@ -1,0 +1,18 @@
+"""The CuPy fast path: fused CUDA kernels around an overlapped cuFFT, cached plans, bounded memory.
+
+Modules, by idea (only :mod:`arraymel._cupy.pipeline` imports CuPy, and only when it is used):
+
+- :mod:`~arraymel._cupy.kernels`: the CUDA C++ sources (module-level constants), the argument
+  lists the Python side must pass, and the compile cache (one module per device and dtype).
+- :mod:`~arraymel._cupy.params`: what a :class:`~arraymel.MelConfig` means for the kernels
+  (window taps, magnitude mode, the sparse band table, launch shapes, the ordered max keys).
+- :mod:`~arraymel._cupy.chunking`: the work-area budget, the batch/time chunk planner and the
+  out-of-memory retry, all pure Python.
+- :mod:`~arraymel._cupy.plans`: the bounded LRU of cuFFT plans (and their work areas).
+- :mod:`~arraymel._cupy.engine`: the chunk loop that drives the kernels through an ``ops`` object.
+- :mod:`~arraymel._cupy.emulate`: a NumPy model of every kernel and of the cuFFT layouts, with
+  bounds checks, so that the engine's index arithmetic is tested without a GPU.
+- :mod:`~arraymel._cupy.pipeline`: ``to_device`` and ``CupyState`` (imports CuPy).
+
+See docs/gpu.md for the design and what has and has not been measured.
+"""

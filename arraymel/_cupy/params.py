@@ -1,0 +1,211 @@
+"""What a :class:`~arraymel.MelConfig` means for the GPU kernels, computed once on the host.
+
+Pure NumPy: the window taps, the magnitude mode, the sparse band table of the mel filterbank,
+the launch shape of the mel kernel, and the order-preserving keys of the ``top_db`` maximum
+(with NumPy versions of the device's encoding, used by the emulator and the tests).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from arraymel._config import MelConfig
+from arraymel._numpy.banded import band_bin_ranges
+from arraymel.core.db import reference_db
+from arraymel.core.filterbank import filterbank_host
+from arraymel.core.windows import window_host
+from arraymel._cupy.kernels import BLOCK, KEY_DTYPES, SMEM_LIMIT
+
+#: Periodic windows as ``a - (1 - a) cos(2 pi n / N)``: after the FFT they are the three taps
+#: ``Y[k] = a X[k] + b (X[k-1] + X[k+1])`` with ``b = -(1 - a) / 2``.
+WINDOW_TAPS: dict[str, tuple[float, float]] = {"hann": (0.5, -0.25), "hamming": (0.54, -0.23)}
+
+#: Frames per block of the mel kernel are a power of two up to this.
+MAX_FRAMES_PER_BLOCK = 32
+
+
+@dataclass(frozen=True)
+class BandTable:
+    """The filterbank's non-zero weights, band by band (CSR over bands).
+
+    ``bands`` is ``(num_mel_bins, 3)`` int32 rows ``(first bin, bin count, offset into weights)``;
+    ``weights`` the float64 weights of each band's bins, concatenated. ``bin_lo .. bin_lo + nbu``
+    is the range of bins any band reads (at least one bin, so that shapes stay positive).
+    """
+
+    bands: np.ndarray
+    weights: np.ndarray
+    bin_lo: int
+    nbu: int
+
+    @property
+    def nnz(self) -> int:
+        return int(self.weights.shape[0])
+
+
+def band_table(fb: np.ndarray) -> BandTable:
+    """The :class:`BandTable` of a ``(bins, bands)`` filterbank (empty bands get a count of 0)."""
+    first, last = band_bin_ranges(fb)
+    n_bands = fb.shape[1]
+    bands = np.zeros((n_bands, 3), dtype=np.int32)
+    parts = []
+    off = 0
+    for m in range(n_bands):
+        lo, hi = int(first[m]), int(last[m])
+        cnt = max(0, hi - lo)
+        bands[m] = (lo if cnt else 0, cnt, off)
+        if cnt:
+            parts.append(fb[lo:hi, m])
+        off += cnt
+    weights = np.concatenate(parts) if parts else np.zeros(1, dtype=np.float64)
+    used = last > first
+    if used.any():
+        bin_lo, bin_hi = int(first[used].min()), int(last[used].max())
+    else:
+        bin_lo, bin_hi = 0, 1
+    return BandTable(bands=bands, weights=np.ascontiguousarray(weights, dtype=np.float64),
+                     bin_lo=bin_lo, nbu=max(1, bin_hi - bin_lo))
+
+
+@dataclass(frozen=True)
+class MelParams:
+    """Everything the kernels need from a config, for one compute dtype."""
+
+    dtype_name: str
+    n_fft: int
+    hop: int
+    pad: int
+    nb: int
+    n_mels: int
+    #: The window can be applied after the FFT (periodic Hann/Hamming spanning the whole frame,
+    #: or no window): frames may then be read in place by an overlapped cuFFT plan.
+    inplace_ok: bool
+    #: 1 when the window is applied as three taps in frequency (Hann/Hamming), else 0.
+    taps: int
+    tap_a: float
+    tap_b: float
+    #: The padded window of the gather path (None: no window), float64 host array.
+    window: np.ndarray | None
+    #: 0: ``re^2 + im^2``; 1: its square root; 2: its power ``half_exp``.
+    pmode: int
+    half_exp: float
+    table: BandTable
+    db: int
+    min_power: float
+    ref_db: float
+    top_db: float | None
+    per_example: bool
+
+    @property
+    def itemsize(self) -> int:
+        return np.dtype(self.dtype_name).itemsize
+
+    @property
+    def key_dtype(self) -> np.dtype:
+        return np.dtype(KEY_DTYPES[self.dtype_name])
+
+    @property
+    def needs_max(self) -> bool:
+        return bool(self.db) and self.top_db is not None
+
+    @property
+    def has_ref(self) -> int:
+        return int(self.ref_db != 0.0)
+
+
+def mel_params(cfg: MelConfig, dtype_name: str) -> MelParams:
+    """The :class:`MelParams` of ``cfg`` computed in ``dtype_name`` (builds the filterbank: may warn)."""
+    fb = filterbank_host(cfg.num_mel_bins, cfg.fft_length, cfg.sampling_rate, cfg.min_freq, cfg.max_freq)
+    named = isinstance(cfg.window, str)
+    inplace_ok = cfg.window is None or (named and cfg.sequence_length == cfg.fft_length)
+    # a named window of length 1 is [1.0] (scipy's and so Keras's special case): no taps then
+    taps = int(named and inplace_ok and cfg.fft_length >= 2)
+    a, b = WINDOW_TAPS[cfg.window] if taps else (1.0, 0.0)
+    window = None if cfg.window is None else window_host(cfg.window, cfg.sequence_length, cfg.fft_length)
+    if cfg.mag_exp == 2.0:
+        pmode, half = 0, 1.0
+    elif cfg.mag_exp == 1.0:
+        pmode, half = 1, 0.5
+    else:
+        pmode, half = 2, cfg.mag_exp / 2.0
+    return MelParams(
+        dtype_name=dtype_name, n_fft=cfg.fft_length, hop=cfg.sequence_stride, pad=cfg.pad, nb=cfg.n_bins,
+        n_mels=cfg.num_mel_bins, inplace_ok=inplace_ok, taps=taps, tap_a=a, tap_b=b, window=window,
+        pmode=pmode, half_exp=half, table=band_table(fb), db=int(cfg.power_to_db), min_power=cfg.min_power,
+        ref_db=reference_db(cfg.ref_power, cfg.min_power) if cfg.power_to_db else 0.0,
+        top_db=cfg.top_db if cfg.power_to_db else None, per_example=cfg.top_db_scope == "example",
+    )
+
+
+@dataclass(frozen=True)
+class MelLaunch:
+    """Launch shape of the mel kernel for chunks of ``frames`` frames per row.
+
+    ``kernel`` is ``"am_mel_smem"`` (``fpb`` frames per block, their power rows ``stride_s``
+    elements apart in ``smem`` bytes of shared memory) or ``"am_mel_direct"`` when one frame's
+    power row does not fit.
+    """
+
+    kernel: str
+    fpb: int
+    stride_s: int
+    smem: int
+
+    def tiles(self, frames: int, n_mels: int) -> int:
+        """Blocks per chunk row."""
+        if self.kernel == "am_mel_smem":
+            return -(-frames // self.fpb)
+        return -(-(n_mels * frames) // BLOCK)
+
+
+def mel_launch(nbu: int, itemsize: int, frames: int, rows: int = 1, min_blocks: int = 0,
+               smem_limit: int = SMEM_LIMIT) -> MelLaunch:
+    """The largest power-of-two frames per block (at most 32, at most what ``frames`` needs) whose power
+    rows fit ``smem_limit`` bytes; the row stride is odd so that a warp's frames fall in different banks.
+
+    A small chunk (``rows`` x ``frames``) gets fewer frames per block, down to 1, until it makes at
+    least ``min_blocks`` blocks (two per multiprocessor fill the GPU): a single clip's latency then
+    does not wait on a few busy multiprocessors.
+    """
+    stride = nbu + 1 if nbu % 2 == 0 else nbu
+    want = 1 << max(0, math.ceil(math.log2(max(1, frames))))
+    fpb = min(MAX_FRAMES_PER_BLOCK, want)
+    while fpb > 1 and rows * -(-frames // fpb) < min_blocks:
+        fpb //= 2
+    while fpb >= 1:
+        smem = fpb * stride * itemsize
+        if smem <= smem_limit:
+            return MelLaunch("am_mel_smem", fpb, stride, smem)
+        fpb //= 2
+    return MelLaunch("am_mel_direct", 1, stride, 0)
+
+
+# --------------------------------------------------------------------------------------- max keys
+def encode_keys(v: np.ndarray) -> np.ndarray:
+    """NumPy twin of the device's ``to_key``: an unsigned key whose order is the float order; NaN is the largest."""
+    v = np.asarray(v)
+    if v.dtype == np.float32:
+        ut, top = np.uint32, np.uint32(0x80000000)
+    elif v.dtype == np.float64:
+        ut, top = np.uint64, np.uint64(0x8000000000000000)
+    else:
+        raise TypeError(f"keys of {v.dtype}: float32 or float64 only")
+    b = v.view(ut)
+    k = np.where((b & top) != 0, ~b, b | top)
+    return np.where(np.isnan(v), np.iinfo(ut).max, k).astype(ut)
+
+
+def decode_key(k: int | np.integer, dtype_name: str) -> float:
+    """NumPy twin of ``from_key``: the float a key encodes (the all-ones key is NaN)."""
+    if dtype_name == "float32":
+        ut, ft, top = np.uint32, np.float32, 0x80000000
+    else:
+        ut, ft, top = np.uint64, np.float64, 0x8000000000000000
+    k = int(k)
+    if k == int(np.iinfo(ut).max):
+        return ft(np.nan)
+    b = (k & (top - 1)) if (k & top) else (~k & int(np.iinfo(ut).max))
+    return np.array([b], dtype=ut).view(ft)[0]
