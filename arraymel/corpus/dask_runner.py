@@ -1,0 +1,124 @@
+"""``--dask``: the same pipeline, chunk by chunk, on dask.distributed workers.
+
+The client (this process) holds OUT_DIR's lock, cuts the files to process into chunks (in key
+order, a few per worker thread so that the cluster stays busy), and submits one task per chunk,
+with a bounded number in flight. A task runs :func:`~arraymel.corpus.chunks.process_chunk` on its
+worker, exactly as a local worker process does: it decodes, batches, computes and writes the
+outputs atomically (write, fsync, rename, directory fsync), then returns the records. Only the client writes the manifest, committing each
+chunk's records when its task returns, so the manifest never names an output that is not on disk.
+
+Workers must see IN_DIR and OUT_DIR at the same paths as the client (one machine, or a shared
+file system). ``local:N`` starts a :class:`distributed.LocalCluster` of N worker processes with
+one task thread each and the CPUs shared between them. A GPU cluster is any running scheduler
+whose workers each own a GPU, e.g. dask-cuda's ``LocalCUDACluster`` (one worker per GPU, each
+seeing its GPU as ``cuda:0``): pass its scheduler address.
+
+A task that fails (a worker that died, for instance in a decoder crash) is split in halves and
+resubmitted, down to the single file, which is then recorded as failed with the error; a task that
+cannot write OUT_DIR stops the run.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Iterator
+
+from arraymel.corpus.discover import Source
+from arraymel.corpus.manifest import FileRecord
+from arraymel.corpus.settings import CorpusSettings
+from arraymel.corpus.compute import DeviceError
+from arraymel.corpus.storage import OutputError
+
+from arraymel.corpus.chunks import make_chunks, process_chunk
+
+
+class DaskEngine:
+    """Same interface as :class:`~arraymel.corpus.pipeline.Pipeline`: ``run``, ``stop``, ``close``."""
+
+    def __init__(self, address: str, settings: CorpusSettings, out_root: str, *, decode_workers: int | None = None):
+        try:
+            from distributed import Client, LocalCluster
+        except ImportError:
+            raise RuntimeError("--dask needs dask.distributed: pip install 'arraymel[dask]'") from None
+        self.settings = settings
+        self.out_root = out_root
+        self.decode_workers = decode_workers or 2
+        self.cluster = None
+        if address.startswith("local:"):
+            try:
+                n = int(address.split(":", 1)[1])
+                if n < 1:
+                    raise ValueError
+            except ValueError:
+                raise ValueError(f"--dask {address!r}: local:N needs a worker count N >= 1") from None
+            try:
+                cpus = len(os.sched_getaffinity(0))
+            except AttributeError:  # pragma: no cover
+                cpus = os.cpu_count() or 1
+            self.cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
+                                        env={"ARRAYMEL_NUM_THREADS": str(max(1, cpus // n))})
+            self.client = Client(self.cluster)
+        else:
+            import dask
+
+            # how long to try to reach the scheduler: Dask's connect timeout (default 30 s; set
+            # DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT to change it)
+            self.client = Client(address, timeout=dask.config.get("distributed.comm.timeouts.connect"))
+        info = self.client.scheduler_info()
+        workers = info.get("workers", {})
+        self.threads = max(1, sum(w.get("nthreads", 1) for w in workers.values()))
+        self.device = f"dask ({len(workers)} workers, {self.threads} threads, device {settings.device})"
+        self._stop = False
+
+    def stop(self) -> None:
+        self._stop = True
+
+    def close(self) -> None:
+        try:
+            self.client.close()
+        finally:
+            if self.cluster is not None:
+                self.cluster.close()
+
+    def _failed(self, sources: list[Source], why: str) -> list[FileRecord]:
+        from arraymel.corpus.pipeline import failed_record
+
+        return [failed_record(s, why, self.settings.config_hash, None) for s in sources]
+
+    def run(self, sources: list[Source]) -> Iterator[list[FileRecord]]:
+        from distributed import as_completed
+
+        todo = make_chunks(list(sources), self.threads)
+        todo.reverse()  # pop() from the end keeps key order
+        max_inflight = 2 * self.threads
+        inflight = {}
+        ac = as_completed()
+
+        def submit(chunk: list[Source]) -> None:
+            fut = self.client.submit(process_chunk, chunk, self.settings, self.out_root, self.decode_workers, pure=False)
+            inflight[fut] = chunk
+            ac.add(fut)
+
+        while todo and len(inflight) < max_inflight:
+            submit(todo.pop())
+        while inflight:
+            fut = next(ac)
+            chunk = inflight.pop(fut)
+            try:
+                records = fut.result()
+            except (OutputError, DeviceError):  # not the file's fault: every other task would fail alike
+                self._stop = True
+                raise
+            except Exception as e:  # noqa: BLE001 - isolate the file(s) behind it
+                if self._stop:
+                    records = []  # stopping: whatever failed is simply not done; a later run resumes
+                elif len(chunk) > 1:
+                    half = len(chunk) // 2
+                    todo += [chunk[half:], chunk[:half]]
+                    records = []
+                else:
+                    records = self._failed(chunk, f"the Dask task for this file failed: {type(e).__name__}: {e}")
+            if records:
+                yield records
+            while todo and not self._stop and len(inflight) < max_inflight:
+                submit(todo.pop())

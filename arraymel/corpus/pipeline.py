@@ -1,0 +1,236 @@
+"""The single-machine pipeline: a decode pool feeding length buckets, one compute thread, writers.
+
+::
+
+    sources --> decode threads (bounded number in flight) --> Bucketer --> batch queue (2)
+            --> compute thread (arraymel.MelSpectrogram) --> writer threads (.npy, fsync, rename)
+            --> records, handed to the caller in groups (the caller commits them)
+
+Decoding overlaps the computation: while one batch is computed, the decode threads fill the
+next buckets; the queue between them is bounded, so memory stays bounded (decoded files in flight,
+the buckets' ``pending`` audio, two batches). libsndfile, soxr, the NumPy mel path and fsync all
+release the GIL, so threads run in parallel without copying audio between processes.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import hashlib
+import json
+import queue
+import threading
+import time
+from typing import Iterable, Iterator
+
+from arraymel.corpus.batching import Bucketer
+from arraymel.corpus.compute import Computer
+from arraymel.corpus.decode import DecodeFailure, Decoded, decode
+from arraymel.corpus.discover import Source
+from arraymel.corpus.manifest import FileRecord
+from arraymel.corpus.settings import CorpusSettings, versions
+from arraymel.corpus.storage import Writer, output_rel, serialize
+
+#: Default audio per batch (``--batch-seconds``) on the CPU and on a GPU.
+CPU_BATCH_SECONDS = 300.0
+GPU_BATCH_SECONDS = 3600.0
+#: Audio the buckets may hold before the fullest are computed early: max(4 batches, this).
+MIN_PENDING_SECONDS = 1800.0
+#: How often (seconds) finished records are handed to the caller for a commit.
+COMMIT_INTERVAL = 0.5
+
+
+def failed_record(source: Source, reason: str, settings_hash: str, versions_json: str, meta: dict | None = None,
+                  decoded: Decoded | None = None) -> FileRecord:
+    meta = dict(meta or {})
+    if decoded is not None:
+        meta.update(size=decoded.size, mtime_ns=decoded.mtime_ns, sampling_rate=decoded.sampling_rate,
+                    channels=decoded.channels, samples=decoded.samples)
+    sr, n = meta.get("sampling_rate"), meta.get("samples")
+    return FileRecord(
+        key=source.key, status="failed", error=reason,
+        source_size=meta.get("size", source.size), source_mtime_ns=meta.get("mtime_ns", source.mtime_ns),
+        sampling_rate=sr, channels=meta.get("channels"), samples=n,
+        duration_s=(n / sr) if (sr and n is not None) else None,
+        mel_samples=None if decoded is None else decoded.length,
+        config_hash=settings_hash, versions=versions_json,
+    )
+
+
+class Pipeline:
+    """Turns sources into durable outputs and :class:`FileRecord` s (see the module docstring)."""
+
+    def __init__(self, settings: CorpusSettings, writer: Writer, *, decode_workers: int = 2, write_threads: int = 4,
+                 computer: Computer | None = None):
+        self.settings = settings
+        self.writer = writer
+        self.computer = computer or Computer(settings)
+        sr = float(settings.mel.sampling_rate)
+        batch_s = settings.batch_seconds or (GPU_BATCH_SECONDS if self.computer.device_kind == "cuda" else CPU_BATCH_SECONDS)
+        batch_samples = int(batch_s * sr)
+        self.bucketer = Bucketer(settings.mel, batch_samples, max(4 * batch_samples, int(MIN_PENDING_SECONDS * sr)))
+        self.decode_workers = max(1, int(decode_workers))
+        self.max_inflight = 2 * self.decode_workers + 2
+        self.write_threads = max(1, int(write_threads))
+        self.config_hash = settings.config_hash
+        self.versions_json = json.dumps(versions(self.computer.device_kind), sort_keys=True)
+        self._stop = threading.Event()
+        self._fatal: BaseException | None = None
+        self._results: queue.SimpleQueue = queue.SimpleQueue()
+        self._batch_q: queue.Queue = queue.Queue(maxsize=2)
+        self._slots = threading.BoundedSemaphore(8 * self.write_threads)
+        self.compute_seconds = 0.0
+        self.batches = 0
+
+    # ------------------------------------------------------------------ control
+    def stop(self) -> None:
+        """Finish what is being written, start nothing new; :meth:`run` then ends soon."""
+        self._stop.set()
+
+    @property
+    def stopped(self) -> bool:
+        return self._stop.is_set()
+
+    def _check_fatal(self) -> None:
+        if self._fatal is not None:
+            raise self._fatal
+
+    # ------------------------------------------------------------------ stages
+    def _failed(self, source: Source, reason: str, meta: dict | None = None, decoded: Decoded | None = None) -> FileRecord:
+        return failed_record(source, reason, self.config_hash, self.versions_json, meta, decoded)
+
+    def _write(self, item: Decoded, array) -> FileRecord:
+        data = serialize(array)
+        sha = hashlib.sha256(data).hexdigest()
+        _, dirs = self.writer.write(item.source.key, data)
+        return FileRecord(
+            key=item.source.key, status="ok", output=output_rel(item.source.key),
+            source_size=item.size, source_mtime_ns=item.mtime_ns, sampling_rate=item.sampling_rate,
+            channels=item.channels, samples=item.samples, duration_s=item.duration, mel_samples=item.length,
+            frames=int(array.shape[-1]), shape=tuple(int(s) for s in array.shape), dtype=array.dtype.name,
+            sha256=sha, config_hash=self.config_hash, versions=self.versions_json, sync_dirs=tuple(dirs),
+        )
+
+    def _written(self, fut: cf.Future) -> None:
+        self._slots.release()
+        exc = fut.exception()
+        if exc is not None:
+            if self._fatal is None:
+                self._fatal = exc
+            self._stop.set()
+        else:
+            self._results.put(fut.result())
+
+    def _compute_loop(self, writers: cf.ThreadPoolExecutor) -> None:
+        while True:
+            batch = self._batch_q.get()
+            if batch is None:
+                return
+            if self._stop.is_set():
+                continue
+            try:
+                t = time.perf_counter()
+                computed = self.computer(batch)
+                self.compute_seconds += time.perf_counter() - t
+                self.batches += 1
+                for c in computed:
+                    if c.error is not None:
+                        self._results.put(self._failed(c.item.source, c.error, decoded=c.item))
+                        continue
+                    self._slots.acquire()
+                    fut = writers.submit(self._write, c.item, c.array)
+                    fut.add_done_callback(self._written)
+            except BaseException as e:  # a bug, not a bad file: stop the run and say so
+                if self._fatal is None:
+                    self._fatal = e
+                self._stop.set()
+
+    # ------------------------------------------------------------------ the run
+    def _take(self, force: bool, last: list) -> list[FileRecord]:
+        """Finished records when a commit is due (or ``force``); ``last`` holds the time of the last hand-out."""
+        if not force and time.monotonic() - last[0] < COMMIT_INTERVAL:
+            return []
+        out = []
+        while True:
+            try:
+                out.append(self._results.get_nowait())
+            except queue.Empty:
+                break
+        if out:
+            last[0] = time.monotonic()
+        return out
+
+    def run(self, sources: Iterable[Source]) -> Iterator[list[FileRecord]]:
+        """Process ``sources``; yields groups of finished records (outputs already renamed into place)."""
+        it = iter(sources)
+        exhausted = False
+        inflight: dict[cf.Future, Source] = {}
+        last = [time.monotonic()]
+        decoders = cf.ThreadPoolExecutor(self.decode_workers, thread_name_prefix="arraymel-decode")
+        writers = cf.ThreadPoolExecutor(self.write_threads, thread_name_prefix="arraymel-write")
+        computer = threading.Thread(target=self._compute_loop, args=(writers,), name="arraymel-compute", daemon=True)
+        computer.start()
+        try:
+            while True:
+                self._check_fatal()
+                while not exhausted and not self._stop.is_set() and len(inflight) < self.max_inflight:
+                    src = next(it, None)
+                    if src is None:
+                        exhausted = True
+                        break
+                    inflight[decoders.submit(decode, src, self.settings)] = src
+                if not inflight:
+                    break
+                done, _ = cf.wait(list(inflight), timeout=0.05, return_when=cf.FIRST_COMPLETED)
+                for fut in sorted(done, key=lambda f: inflight[f].key):
+                    src = inflight.pop(fut)
+                    if fut.cancelled():
+                        continue
+                    try:
+                        item = fut.result()
+                    except DecodeFailure as e:
+                        self._results.put(self._failed(src, e.reason, e.meta))
+                        continue
+                    except Exception as e:  # noqa: BLE001 - recorded with its type, the run goes on
+                        self._results.put(self._failed(src, f"unexpected error while decoding: {type(e).__name__}: {e}"))
+                        continue
+                    if self._stop.is_set():
+                        continue
+                    for batch in self.bucketer.add(item):
+                        yield from self._put(batch, last)
+                if not self._stop.is_set() and self._batch_q.empty():
+                    batch = self.bucketer.take_fullest()  # work-conserving: never let the compute stage idle
+                    if batch is not None:
+                        yield from self._put(batch, last)
+                if self._stop.is_set():
+                    for fut in inflight:
+                        fut.cancel()
+                group = self._take(False, last)
+                if group:
+                    yield group
+            if not self._stop.is_set():
+                for batch in self.bucketer.drain():
+                    yield from self._put(batch, last)
+        finally:
+            if self._fatal is not None or self._stop.is_set():
+                for fut in inflight:
+                    fut.cancel()
+            self._batch_q.put(None)
+            decoders.shutdown(wait=True, cancel_futures=True)
+            while computer.is_alive():
+                computer.join(0.2)
+            writers.shutdown(wait=True)
+        self._check_fatal()
+        group = self._take(True, last)
+        if group:
+            yield group
+
+    def _put(self, batch, last: list) -> Iterator[list[FileRecord]]:
+        while not self._stop.is_set():
+            try:
+                self._batch_q.put(batch, timeout=0.1)
+                return
+            except queue.Full:
+                group = self._take(False, last)
+                if group:
+                    yield group
+        self._check_fatal()

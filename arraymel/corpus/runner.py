@@ -1,0 +1,370 @@
+"""A whole ``arraymel corpus`` run: lock, manifest, resume, pipeline (or Dask), commits, summary.
+
+Order of a run, and why:
+
+1. OUT_DIR is created and locked (a second run on it stops here, status 1).
+2. The manifest is opened; a configuration different from the one recorded is refused unless
+   ``--force``.
+3. Temporary files of an interrupted run are removed (safe: the lock is held).
+4. Discovery; then resume: a file is skipped when its row is 'ok', its source size and mtime are
+   unchanged, its config hash matches and its output exists with the recorded SHA-256.
+5. The rest goes through the pipeline (or Dask). Each group of finished files is made durable
+   (directory fsync) and then committed in one transaction; a failed file's stale output, if
+   any, is removed after the commit.
+6. The run's row gets its counts; the summary is printed; the exit status is 0 (all ok),
+   2 (some files failed) or 1 (the run could not proceed or was stopped).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import dataclasses
+import json
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+from typing import Any
+
+from arraymel.corpus.compute import DeviceError, resolve_device
+from arraymel.corpus.discover import Discovery, DiscoveryError, Source, default_include, from_list, read_list, walk
+from arraymel.corpus.manifest import FileRecord, Manifest, ManifestError
+from arraymel.corpus.progress import Progress, format_summary
+from arraymel.corpus.settings import CorpusSettings, describe_difference, versions
+from arraymel.corpus.storage import (MANIFEST_NAME, Lock, OutputError, Writer, fsync_dir, output_rel, prepare_out_dir,
+                                     remove_leftovers, sha256_file)
+
+EXIT_OK, EXIT_FATAL, EXIT_FAILURES = 0, 1, 2
+
+
+@dataclasses.dataclass
+class RunOptions:
+    in_dir: str
+    out_dir: str
+    settings: CorpusSettings
+    include: tuple[str, ...] | None = None  # None: the defaults (with --files: no include filter)
+    exclude: tuple[str, ...] = ()
+    files_list: str | None = None
+    workers: int | None = None  # CPU: worker processes; GPU: decoding threads; None: the CPUs available
+    engine: str = "auto"  # "auto", "processes" (CPU) or "threads" (the threaded pipeline; GPU default)
+    force: bool = False
+    verify: str = "sha256"
+    max_failures: int | None = None
+    dask: str | None = None
+    quiet: bool = False
+    progress_interval: float = 30.0
+    options: dict = dataclasses.field(default_factory=dict)
+
+
+def _err(msg: str) -> None:
+    print(f"arraymel corpus: error: {msg}", file=sys.stderr, flush=True)
+
+
+def _cpu_count() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover
+        return max(1, os.cpu_count() or 1)
+
+
+def _verified(out_root: str, rec: tuple, verify: str) -> bool:
+    _status, _size, _mtime, _hash, output, sha = rec
+    path = os.path.join(out_root, *output.split("/"))
+    try:
+        if not os.path.isfile(path):
+            return False
+        return verify == "size" or sha256_file(path) == sha
+    except OSError:
+        return False
+
+
+def plan_resume(sources: list[Source], rows: dict[str, tuple], settings: CorpusSettings, out_root: str, *,
+                force: bool, verify: str, threads: int = 4, progress_note: bool = False) -> tuple[list[Source], list[Source]]:
+    """(to_process, skipped): a source is skipped when its committed result is still valid."""
+    if force:
+        return list(sources), []
+    h = settings.config_hash
+    candidates = []
+    for s in sources:
+        r = rows.get(s.key)
+        if r and r[0] == "ok" and r[1] == s.size and r[2] == s.mtime_ns and r[3] == h and r[4] == output_rel(s.key) and r[5]:
+            candidates.append(s)
+    ok = set()
+    if len(candidates) >= 1000 and progress_note:
+        print(f"arraymel corpus: checking the outputs of {len(candidates)} files done earlier (--verify {verify})",
+              file=sys.stderr, flush=True)
+    if candidates:
+        with cf.ThreadPoolExecutor(threads) as ex:
+            for s, good in zip(candidates, ex.map(lambda s: _verified(out_root, rows[s.key], verify), candidates)):
+                if good:
+                    ok.add(s.key)
+    return [s for s in sources if s.key not in ok], [s for s in sources if s.key in ok]
+
+
+def _check_config(manifest: Manifest, settings: CorpusSettings, force: bool) -> str | None:
+    """None when the configuration may be used; else the refusal message."""
+    old_hash = manifest.meta("config_hash")
+    if old_hash is not None and old_hash != settings.config_hash and not force:
+        try:
+            diff = describe_difference(json.loads(manifest.meta("config") or "{}"), settings.canonical())
+        except ValueError:
+            diff = []
+        detail = "".join(f"\n    {d}" for d in diff) or " (details unavailable)"
+        return (f"OUT_DIR was made with a different configuration (config hash {old_hash[:12]}, now "
+                f"{settings.config_hash[:12]}); differences:{detail}\n"
+                "  Use the same options (the recorded one is in `arraymel corpus status OUT_DIR --json`, key mel_config), "
+                "another OUT_DIR, or --force to recompute every file with the new configuration.")
+    return None
+
+
+class _Stopper:
+    """SIGINT/SIGTERM: the first asks the run to stop cleanly; a second SIGINT aborts."""
+
+    def __init__(self):
+        self.target = None
+        self.signalled: str | None = None
+        self._old: dict = {}
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        if self.signalled and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.signalled = signal.Signals(signum).name
+        print(f"\narraymel corpus: {self.signalled}: stopping after the outputs being written "
+              "(Ctrl-C again aborts; a later run resumes)", file=sys.stderr, flush=True)
+        if self.target is not None:
+            self.target.stop()
+
+    def __exit__(self, *exc):
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
+def _missing_dependencies() -> str | None:
+    missing = []
+    for mod in ("soundfile", "soxr"):
+        try:
+            __import__(mod)
+        except ImportError:
+            missing.append(mod)
+    if missing:
+        return (f"arraymel corpus needs {' and '.join(missing)}: pip install 'arraymel[cli]' "
+                "(soundfile with its bundled libsndfile, soxr, rich)")
+    return None
+
+
+def run(opts: RunOptions) -> int:
+    t0 = time.monotonic()
+    settings = opts.settings
+    problem = _missing_dependencies()
+    if problem:
+        _err(problem)
+        return EXIT_FATAL
+    in_real = os.path.realpath(opts.in_dir)
+    if not os.path.isdir(in_real):
+        _err(f"IN_DIR {opts.in_dir!r} is not a directory.")
+        return EXIT_FATAL
+    if in_real == os.path.realpath(opts.out_dir):
+        _err("IN_DIR and OUT_DIR are the same directory; use a separate OUT_DIR.")
+        return EXIT_FATAL
+    try:
+        out_root = prepare_out_dir(opts.out_dir)
+    except OutputError as e:
+        _err(str(e))
+        return EXIT_FATAL
+    if in_real == out_root:
+        _err("IN_DIR and OUT_DIR are the same directory; use a separate OUT_DIR.")
+        return EXIT_FATAL
+    try:
+        lock = Lock(out_root).acquire()
+    except OutputError as e:
+        _err(str(e))
+        return EXIT_FATAL
+    try:
+        return _run_locked(opts, settings, out_root, t0)
+    except KeyboardInterrupt:
+        _err("interrupted; nothing of this run was committed after that point, and a later run resumes")
+        return EXIT_FATAL
+    finally:
+        lock.release()
+
+
+def _run_locked(opts: RunOptions, settings: CorpusSettings, out_root: str, t0: float) -> int:
+    try:
+        manifest = Manifest(os.path.join(out_root, MANIFEST_NAME))
+    except ManifestError as e:
+        _err(str(e))
+        return EXIT_FATAL
+    try:
+        return _run_with_manifest(opts, settings, out_root, manifest, t0)
+    finally:
+        manifest.close()
+
+
+def _run_with_manifest(opts: RunOptions, settings: CorpusSettings, out_root: str, manifest: Manifest, t0: float) -> int:
+    refusal = _check_config(manifest, settings, opts.force)
+    if refusal:
+        _err(refusal)
+        return EXIT_FATAL
+    if manifest.meta("config_hash") != settings.config_hash:
+        manifest.set_meta({"config_hash": settings.config_hash, "config": settings.canonical_json(),
+                           "mel_config": json.dumps(settings.mel_config_dict(), sort_keys=True)})
+    leftovers = remove_leftovers(out_root)
+
+    # the engine first: worker processes start and warm up while the files are discovered and verified
+    writer = Writer(out_root)
+    try:
+        engine, device, mode = _engine(opts, settings, out_root, writer)
+    except (DeviceError, ValueError) as e:
+        _err(str(e))
+        return EXIT_FATAL
+    except Exception as e:  # noqa: BLE001 - e.g. a Dask scheduler that cannot be reached
+        _err(f"cannot start the {'Dask ' if opts.dask else ''}engine: {type(e).__name__}: {e}")
+        return EXIT_FATAL
+
+    try:
+        return _run_engine(opts, settings, out_root, manifest, t0, engine, writer, device, mode, leftovers)
+    finally:
+        if hasattr(engine, "close"):
+            engine.close()
+
+
+def _run_engine(opts: RunOptions, settings: CorpusSettings, out_root: str, manifest: Manifest, t0: float, engine: Any,
+                writer: Writer, device: str, mode: str, leftovers: list[str]) -> int:
+    # discovery
+    try:
+        if opts.files_list is not None:
+            found = from_list(opts.in_dir, read_list(opts.files_list), opts.include, opts.exclude)
+        else:
+            include = opts.include if opts.include is not None else default_include()
+            found = walk(opts.in_dir, out_root, include, opts.exclude)
+    except DiscoveryError as e:
+        _err(str(e))
+        return EXIT_FATAL
+    to_process, skipped = plan_resume(found.sources, manifest.resume_rows(), settings, out_root,
+                                      force=opts.force, verify=opts.verify, progress_note=not opts.quiet)
+    skipped_audio = _recorded_audio(manifest, skipped)
+
+    run_id = manifest.start_run(options=opts.options, host=socket.gethostname(), pid=os.getpid(),
+                                config_hash=settings.config_hash,
+                                versions=json.dumps(versions(), sort_keys=True), mode=mode)
+    counts = {"ok": 0, "failed": 0, "audio_seconds": 0.0}
+    failures: list[tuple[str, str]] = []
+    state, message, fatal = "finished", None, False
+
+    def commit(group: list[FileRecord]) -> None:
+        dirs = sorted({d for r in group for d in r.sync_dirs})
+        for d in dirs:
+            fsync_dir(d)
+        manifest.record(group, run_id)
+        for r in group:
+            if r.status == "failed":
+                writer.remove(r.key)
+
+    missing = [FileRecord(key=k, status="failed", error=why, config_hash=settings.config_hash) for k, why in found.missing]
+    mode_p = Progress.choose_mode(opts.quiet)
+    try:
+        with _Stopper() as stopper, Progress(len(to_process) + len(missing), mode=mode_p,
+                                              interval=opts.progress_interval) as progress:
+            stopper.target = engine
+            groups = engine.run(to_process)
+            if missing:
+                groups = _chain([missing], groups)
+            for group in groups:
+                commit(group)
+                n_ok = [r for r in group if r.status == "ok"]
+                n_failed = [r for r in group if r.status == "failed"]
+                counts["ok"] += len(n_ok)
+                counts["failed"] += len(n_failed)
+                secs = sum(r.duration_s or 0.0 for r in n_ok)
+                counts["audio_seconds"] += secs
+                failures += [(r.key, r.error or "") for r in n_failed]
+                progress.update(len(group), secs, len(n_failed))
+                if opts.max_failures is not None and counts["failed"] > opts.max_failures and state == "finished":
+                    state = "stopped"
+                    message = (f"stopped: {counts['failed']} files failed, more than --max-failures {opts.max_failures}; "
+                               "a later run resumes (failed files are retried)")
+                    engine.stop()
+            if stopper.signalled and state == "finished":
+                state = "interrupted"
+                message = f"interrupted by {stopper.signalled}; a later run resumes where this one stopped"
+    except (OutputError, DeviceError) as e:
+        state, message, fatal = "stopped", f"stopped: {e}", True
+    except KeyboardInterrupt:
+        state, message, fatal = "interrupted", "aborted by a second Ctrl-C; a later run resumes", True
+        if hasattr(engine, "abort"):
+            engine.abort()
+    except Exception as e:  # noqa: BLE001 - a bug or a dead cluster: keep what is committed, say what happened
+        state, message, fatal = "stopped", f"stopped by an unexpected error: {type(e).__name__}: {e}", True
+
+    wall = time.monotonic() - t0
+    discovered = len(found.sources) + len(found.missing)
+    summary = {
+        "in_dir": opts.in_dir, "out_dir": opts.out_dir, "discovered": discovered, "ok": counts["ok"],
+        "failed": counts["failed"], "skipped": len(skipped),
+        "not_processed": discovered - counts["ok"] - counts["failed"] - len(skipped),
+        "audio_seconds": counts["audio_seconds"], "skipped_audio_seconds": skipped_audio, "wall_seconds": wall,
+        "device": device, "leftovers": len(leftovers), "not_followed": found.not_followed, "unlisted": found.unlisted,
+        "failures": sorted(failures), "message": message, "crashes": getattr(engine, "crashes", 0),
+    }
+    manifest.finish_run(run_id, state=state, counts=summary, message=message)
+    if not opts.quiet:
+        print(format_summary(summary), flush=True)
+    elif message:
+        _err(message)
+    if state != "finished" or fatal:
+        if opts.quiet is False and message and fatal:
+            print(f"arraymel corpus: {message}", file=sys.stderr, flush=True)
+        return EXIT_FATAL
+    if counts["failed"] or found.unlisted:
+        return EXIT_FAILURES
+    return EXIT_OK
+
+
+def _engine(opts: RunOptions, settings: CorpusSettings, out_root: str, writer: Writer):
+    """(engine, device description, mode) for this run."""
+    if opts.dask:
+        from arraymel.corpus.dask_runner import DaskEngine
+
+        engine = DaskEngine(opts.dask, settings, out_root, decode_workers=opts.workers)
+        return engine, engine.device, f"dask {opts.dask}"
+    device = resolve_device(settings.device)
+    workers = opts.workers or _cpu_count()
+    kind = opts.engine
+    if kind == "auto":
+        kind = "threads" if device.startswith("cuda") else "processes"
+    if kind == "processes":
+        if device != "cpu":
+            raise ValueError("the process engine computes on the CPU only")
+        from arraymel.corpus.local import ProcessEngine
+
+        engine = ProcessEngine(settings, out_root, workers=workers)
+        return engine, engine.device, "local processes"
+    from arraymel.corpus.compute import Computer
+    from arraymel.corpus.pipeline import Pipeline
+
+    computer = Computer(settings, device=device)
+    return Pipeline(settings, writer, decode_workers=workers, computer=computer), device, "local threads"
+
+
+def _chain(first: list, rest):
+    yield from first
+    yield from rest
+
+
+def _recorded_audio(manifest: Manifest, skipped: list[Source]) -> float:
+    if not skipped:
+        return 0.0
+    keys = {s.key for s in skipped}
+    total = 0.0
+    for key, dur in manifest.db.execute("SELECT key, duration_s FROM files WHERE status = 'ok'"):
+        if key in keys and dur:
+            total += dur
+    return total
