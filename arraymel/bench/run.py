@@ -1,0 +1,234 @@
+"""Run the comparison: every (device, configuration, batch, peer), into one JSON-ready document.
+
+:func:`run_benchmark` is what ``arraymel bench`` calls; the document it returns is described
+by :mod:`arraymel.bench.schema` and rendered by :mod:`arraymel.bench.report`.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import gc
+import importlib.metadata
+import math
+import platform
+import sys
+from typing import Any, Callable, Iterable
+
+import numpy as np
+
+from arraymel.bench import devices as _devices
+from arraymel.bench import peers as _peers
+from arraymel.bench import timing as _timing
+from arraymel.bench import workloads as _w
+
+SCHEMA_ID = "arraymel-bench/1"
+
+#: Distributions whose versions every report records (None when not installed).
+VERSIONED = (
+    "arraymel", "numpy", "scipy", "array-api-compat", "cupy-cuda12x", "cupy-cuda13x", "cupy", "librosa", "numba",
+    "keras", "jax", "jaxlib", "torch", "torchaudio", "pytest-benchmark", "rich", "matplotlib",
+)
+
+
+def versions(extra: Iterable[str] = ()) -> dict[str, str | None]:
+    """Installed versions (from package metadata, without importing anything)."""
+    out: dict[str, str | None] = {}
+    for dist in (*VERSIONED, *extra):
+        if dist in out:
+            continue
+        try:
+            out[dist] = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            out[dist] = None
+    if out.get("arraymel") is None:  # a source checkout that is not pip-installed
+        try:
+            import arraymel  # noqa: PLC0415
+
+            out["arraymel"] = getattr(arraymel, "__version__", None)
+        except Exception:
+            pass
+    return out
+
+
+def _free_device_memory() -> None:
+    gc.collect()
+    if "cupy" in sys.modules:
+        try:
+            sys.modules["cupy"].get_default_memory_pool().free_all_blocks()
+        except Exception:
+            pass
+    if "torch" in sys.modules:
+        try:
+            torch = sys.modules["torch"]
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+        except Exception:
+            pass
+
+
+def _json_params(params: dict[str, Any]) -> dict[str, Any]:
+    out = {}
+    for k, v in params.items():
+        if hasattr(v, "tolist"):
+            v = np.asarray(v, dtype=np.float64).tolist()
+        out[k] = v
+    return out
+
+
+def run_benchmark(
+    *,
+    device_specs: list[str] | None = None,
+    peer_names: list[str] | None = None,
+    configs: list[str] | None = None,
+    batches: list[int] | None = None,
+    seconds: float = _w.DEFAULT_SECONDS,
+    sampling_rate: float | None = None,
+    repeat: int | None = None,
+    warmup: int = 1,
+    budget_s: float = 1.0,
+    seed: int = 0,
+    measure_memory: bool = True,
+    command: str | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Measure and compare; returns the report document (see :mod:`arraymel.bench.schema`).
+
+    ``peer_names=None`` runs every known peer; arraymel itself always runs first on each
+    device, as the reference for the speed ratio and the agreement. ``batches=None`` uses
+    :data:`arraymel.bench.workloads.DEFAULT_BATCHES` for each device's kind.
+    """
+    say = progress or (lambda _msg: None)
+    names = list(_peers.PEERS) if not peer_names else [n for n in peer_names]
+    for n in names:
+        _peers.get(n)  # raises on an unknown name
+    names = [_peers.REFERENCE] + [n for n in dict.fromkeys(names) if n != _peers.REFERENCE]
+    resolved_configs = [_w.resolve_config(c, sampling_rate=sampling_rate) for c in (configs or ["keras"])]
+
+    activity = _devices.CpuActivity().start()
+    devs = _devices.resolve(device_specs)
+    results: list[dict[str, Any]] = []
+    skipped: list[dict[str, Any]] = []
+
+    def skip(device: str, library: str, reason: str, kind: str = "skipped", config: str | None = None,
+             batch: int | None = None) -> None:
+        skipped.append({"device": device, "library": library, "config": config, "batch": batch, "status": kind,
+                        "reason": reason})
+        where = f" ({config}, batch {batch})" if config else ""
+        say(f"{device}: {library}{where} {kind}: {reason}")
+
+    # Peers that cannot import are skipped once per device, with the reason.
+    unavailable = {n: _peers.get(n).unavailable() for n in names}
+    cpu_reference: dict[tuple[str, int], np.ndarray] = {}
+
+    for dev in devs:
+        if not dev.available:
+            for n in names:
+                skip(dev.id, n, dev.reason or "device not available")
+            continue
+        runnable = []
+        for n in names:
+            if unavailable[n]:
+                skip(dev.id, n, unavailable[n])
+            elif why := _peers.get(n).device_reason(dev):
+                skip(dev.id, n, why)
+            else:
+                runnable.append(n)
+        dev_batches = list(batches) if batches else list(_w.DEFAULT_BATCHES.get(dev.kind, (1, 16)))
+        for cname, params in resolved_configs:
+            db = bool(params.get("power_to_db", True))
+            for batch in dev_batches:
+                x_host = _w.make_batch(batch, seconds, float(params["sampling_rate"]), seed=seed)
+                n_samples = x_host.shape[-1]
+                hours = _w.audio_hours(batch, seconds)
+                ref_out: np.ndarray | None = None
+                ref_median: float | None = None
+                for n in runnable:
+                    peer = _peers.get(n)
+                    why = peer.params_reason(params)
+                    if why:
+                        skip(dev.id, n, why, config=cname, batch=batch)
+                        continue
+                    say(f"{dev.id}: {cname} {batch}x{seconds:g}s {n} ...")
+                    runner = None
+                    try:
+                        runner = peer.build(params, dev, x_host)
+                        row_activity = _devices.CpuActivity().start()
+                        tm = _timing.measure(runner.fn, runner.x, timer=runner.timer, device=runner.cuda_index,
+                                             repeat=repeat, warmup=warmup, budget_s=budget_s)
+                        competing = row_activity.stop()
+                        out = np.asarray(runner.to_numpy(tm.first_output))
+                        tm.first_output = None
+                        mem, mem_method = None, None
+                        if measure_memory and runner.memory:
+                            mem = _timing.peak_memory(runner.fn, runner.x, method=runner.memory,
+                                                      device=runner.cuda_index)
+                            mem_method = runner.memory if mem is not None else None
+                    except Exception as e:  # a peer that fails is reported, never fatal
+                        runner = None
+                        skip(dev.id, n, f"{type(e).__name__}: {e}", kind="error", config=cname, batch=batch)
+                        _free_device_memory()
+                        continue
+                    runner = None
+                    med = tm.median
+                    q1, q3 = tm.quartiles
+                    agreement = None
+                    try:
+                        if n == _peers.REFERENCE:
+                            ref_out, ref_median = out, med
+                            if dev.kind == "cpu":
+                                cpu_reference[(cname, batch)] = out
+                            elif (cname, batch) in cpu_reference:
+                                agreement = {
+                                    "value": _peers.agreement(out, cpu_reference[(cname, batch)], db=db),
+                                    "unit": "dB" if db else "relative", "reference": "arraymel@cpu",
+                                }
+                        elif ref_out is not None:
+                            agreement = {"value": _peers.agreement(out, ref_out, db=db),
+                                         "unit": "dB" if db else "relative", "reference": f"arraymel@{dev.id}"}
+                    except ValueError as e:
+                        agreement = {"value": None, "unit": "dB" if db else "relative", "reference": str(e)}
+                    if agreement is not None and agreement["value"] is not None and not math.isfinite(agreement["value"]):
+                        agreement["value"] = None
+                        agreement["reference"] += " (NaN in different places)"
+                    row = {
+                        "device": dev.id, "library": n, "config": cname, "batch": batch, "seconds": float(seconds),
+                        "samples": int(n_samples), "frames": _w.frames(params, int(n_samples)),
+                        "audio_hours": hours, "timer": tm.timer, "warmup": tm.warmup, "repeat": len(tm.times),
+                        "times_s": tm.times, "median_s": med, "q1_s": q1, "q3_s": q3, "iqr_s": q3 - q1,
+                        "audio_hours_per_s": hours / med if med > 0 else None,
+                        "speed_vs_arraymel": (ref_median / med) if (ref_median and med > 0) else None,
+                        "peak_memory_bytes": mem, "memory_method": mem_method,
+                        "agreement": agreement, "note": peer.note,
+                        "other_processes_share": (competing or {}).get("other_processes_share"),
+                    }
+                    results.append(row)
+                    say(f"{dev.id}: {cname} {batch}x{seconds:g}s {n}: {med * 1e3:.3g} ms, "
+                        f"{row['audio_hours_per_s']:.3g} audio-h/s")
+                    del out
+                    _free_device_memory()
+                ref_out = None
+
+    run_activity = activity.stop()
+    doc = {
+        "schema": SCHEMA_ID,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "command": command,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "versions": versions(),
+        "settings": {
+            "seconds": float(seconds), "sampling_rate": sampling_rate, "batches": list(batches) if batches else None,
+            "repeat": repeat, "warmup": int(warmup), "budget_s": float(budget_s), "seed": int(seed), "dtype": "float32",
+            "timers": {"cpu": "time.perf_counter", "cupy": "CUDA events (cupy.cuda.Event)",
+                       "torch": "CUDA events (torch.cuda.Event)"},
+        },
+        "devices": [d.to_json() for d in devs],
+        "cpu_activity": run_activity,
+        "configs": {name: _json_params(params) for name, params in resolved_configs},
+        "peers": {n: {"note": _peers.get(n).note, "kinds": list(_peers.get(n).kinds)} for n in names},
+        "memory_methods": dict(_timing.MEMORY_METHODS),
+        "results": results,
+        "skipped": skipped,
+    }
+    return doc
+
