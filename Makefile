@@ -23,7 +23,7 @@ test: $(VENV)/.stamp-test
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 bench: $(VENV)/.stamp-bench
-	$(PY) -m pytest benchmarks --benchmark-only --benchmark-columns=min,median,max,rounds --benchmark-sort=name
+	$(PY) -m pytest benchmarks --benchmark-enable --benchmark-only --benchmark-columns=min,median,max,rounds --benchmark-sort=name
 	$(VENV)/bin/arraymel bench
 
 clean:
