@@ -101,6 +101,16 @@ def _describe_nonfinite(data: np.ndarray, sr: float) -> str:
     return f"non-finite samples: {' and '.join(parts)}; {where}"
 
 
+
+def _check_unchanged(path: str, st0: os.stat_result, meta: dict) -> None:
+    """Refuse a decode whose source changed (size or mtime) while it was being read."""
+    try:
+        st1 = os.stat(path)
+    except OSError:
+        st1 = None
+    if st1 is None or (st1.st_size, st1.st_mtime_ns) != (st0.st_size, st0.st_mtime_ns):
+        raise DecodeFailure("the source changed while it was being read; it is retried on the next run", **meta)
+
 def decode(source: Source, settings: CorpusSettings) -> Decoded:
     """Decode ``source`` for ``settings`` or raise :class:`DecodeFailure` with the reason."""
     import soundfile as sf
@@ -167,12 +177,7 @@ def decode(source: Source, settings: CorpusSettings) -> Decoded:
         m = min(row.shape[0], n + settings.mel.pad)
         row[n:m] = extended(row[None, :n], m - n)[0]
         row[m:] = 0.0
-        try:
-            st1 = os.stat(source.path)
-        except OSError:
-            st1 = None
-        if st1 is None or (st1.st_size, st1.st_mtime_ns) != (st0.st_size, st0.st_mtime_ns):
-            raise DecodeFailure("the source changed while it was being read; it is retried on the next run", **meta)
+        _check_unchanged(source.path, st0, meta)
         return Decoded(source=source, audio=row[None, :n], sampling_rate=sr, channels=channels, samples=n,
                        size=st0.st_size, mtime_ns=st0.st_mtime_ns, row=row)
 
@@ -193,11 +198,6 @@ def decode(source: Source, settings: CorpusSettings) -> Decoded:
             raise DecodeFailure(f"no samples left after resampling {n} samples from {sr:g} Hz to {target:g} Hz", **meta)
     audio = np.ascontiguousarray(x.T if x.ndim == 2 else x[None, :], dtype=np.float32)
 
-    try:
-        st1 = os.stat(source.path)
-    except OSError:
-        st1 = None
-    if st1 is None or (st1.st_size, st1.st_mtime_ns) != (st0.st_size, st0.st_mtime_ns):
-        raise DecodeFailure("the source changed while it was being read; it is retried on the next run", **meta)
+    _check_unchanged(source.path, st0, meta)
     return Decoded(source=source, audio=audio, sampling_rate=sr, channels=channels, samples=n,
                    size=st0.st_size, mtime_ns=st0.st_mtime_ns)
