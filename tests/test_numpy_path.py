@@ -127,6 +127,7 @@ def test_float32_stays_float32_end_to_end(monkeypatch):
     assert spec.dtype == np.complex64
 
 
+@pytest.mark.filterwarnings("ignore:.*receive no FFT bin:UserWarning")
 def test_banded_filterbank_equals_dense():
     from arraymel._numpy.banded import banded
     from arraymel.core.filterbank import filterbank_host
