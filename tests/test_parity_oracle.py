@@ -38,13 +38,10 @@ F64_POWER_RTOL, F64_POWER_ATOL_FRAC = 1e-10, 1e-13
 
 RESULTS: dict[tuple[str, str], str] = {}
 
-# Known conflicts between SPEC.md's float32 bound (1e-3 dB within 80 dB) and float32 FFT
-# rounding, each measured and reported: (path, case) -> the bound used instead.
-# top_db_1000_floor: the worst value sits 78 dB below the max; the NumPy fast path (scipy.fft,
-# float32) is 1.17e-3 dB from float64 there, exactly as far as Keras itself is (same FFT); the
-# generic path (numpy.fft) is 5.3e-4. Bound: SPEC.md's 2e-3 dB to Keras. Remove the entry to
-# enforce 1e-3 once SPEC.md or the fast path settles it.
-KNOWN_F32_NEAR = {("auto", "top_db_1000_floor"): 2e-3}
+# Known conflicts between SPEC.md's float32 bound (1e-3 dB within 80 dB) and float32 FFT rounding:
+# (path, case) -> the bound used instead. Empty: the NumPy path used to be 1.17e-3 dB off on
+# top_db_1000_floor (scipy's float32 FFT) and now transforms in float64.
+KNOWN_F32_NEAR: dict = {}  # the NumPy path now transforms in float64: no exception left
 
 
 # --------------------------------------------------------------------------- the grid
