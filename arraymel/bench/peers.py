@@ -39,54 +39,47 @@ def resolved(params: dict[str, Any]) -> dict[str, Any]:
 
 
 def window_array(params: dict[str, Any]) -> np.ndarray:
-    """The window of length ``sequence_length`` (periodic Hann/Hamming, ones, or the given array), float64."""
+    """The window of length ``sequence_length`` (periodic Hann/Hamming, ones, or the given array), float64.
+
+    The library's own builder, so that peers with a window of their own (torch) use exactly Keras's.
+    """
+    from arraymel.core.windows import window_host  # noqa: PLC0415
+
     p = resolved(params)
-    n = int(p["sequence_length"])
-    w = p["window"]
-    k = np.arange(n, dtype=np.float64)
-    if w is None:
-        return np.ones(n)
-    if isinstance(w, str):
-        if w == "hann":
-            return 0.5 - 0.5 * np.cos(2 * np.pi * k / n)
-        if w == "hamming":
-            return 0.54 - 0.46 * np.cos(2 * np.pi * k / n)
-        raise ValueError(f"window={w!r}: 'hann', 'hamming', an array or None")
-    return np.asarray(w, dtype=np.float64)
+    n, n_fft = int(p["sequence_length"]), int(p["fft_length"])
+    left = (n_fft - n) // 2
+    return np.array(window_host(p["window"], n, n_fft)[left:left + n])
 
 
 def padded_window(params: dict[str, Any]) -> np.ndarray:
     """The window zero-padded to ``fft_length``, ``(fft_length - sequence_length) // 2`` zeros on the left."""
+    from arraymel.core.windows import window_host  # noqa: PLC0415
+
     p = resolved(params)
-    w = window_array(p)
-    n_fft = int(p["fft_length"])
-    left = (n_fft - w.shape[0]) // 2
-    out = np.zeros(n_fft)
-    out[left:left + w.shape[0]] = w
-    return out
+    return np.array(window_host(p["window"], int(p["sequence_length"]), int(p["fft_length"])))
 
 
 def keras_filterbank(params: dict[str, Any]) -> np.ndarray:
     """The HTK mel filterbank of Keras/TensorFlow, ``(fft_length // 2 + 1, num_mel_bins)``, float64.
 
-    Written here from SPEC.md step 7, independently of arraymel's own, for the peers that use
-    a filterbank of their own (torch-stft, naive-cupy): triangles linear in mel, DC row zero.
+    The library's own (SPEC.md step 7), for the peers that apply a filterbank themselves
+    (torch-stft, naive-cupy); tests/oracle.py is the independent check of it.
     """
+    from arraymel.core.filterbank import filterbank_host  # noqa: PLC0415
+
     p = resolved(params)
-    n_bins = int(p["fft_length"]) // 2 + 1
-    n_mels = int(p["num_mel_bins"])
+    return np.array(filterbank_host(int(p["num_mel_bins"]), int(p["fft_length"]), float(p["sampling_rate"]),
+                                    float(p["min_freq"]), float(p["max_freq"])))
 
-    def mel(f: Any) -> Any:
-        return 1127.0 * np.log1p(np.asarray(f, dtype=np.float64) / 700.0)
 
-    bin_mel = mel(np.linspace(0.0, float(p["sampling_rate"]) / 2.0, n_bins))[1:, None]
-    edges = np.linspace(mel(float(p["min_freq"])), mel(float(p["max_freq"])), n_mels + 2)
-    lower, center, upper = edges[:-2], edges[1:-1], edges[2:]
-    up = (bin_mel - lower) / (center - lower)
-    down = (upper - bin_mel) / (upper - center)
-    fb = np.zeros((n_bins, n_mels))
-    fb[1:] = np.maximum(0.0, np.minimum(up, down))
-    return fb
+def _torch_runner(fn: Callable[[Any], Any], x_host: np.ndarray, device: Device, dev: Any) -> "Runner":
+    """A Runner for a torch callable: input on the torch device, CUDA-event timing and torch's peak on a GPU."""
+    import torch  # noqa: PLC0415
+
+    x = torch.from_numpy(np.ascontiguousarray(x_host)).to(dev)
+    cuda = device.kind == "cuda"
+    return Runner(fn=fn, x=x, to_numpy=lambda y: y.detach().cpu().numpy(), timer="torch" if cuda else "cpu",
+                  memory="torch-cuda" if cuda else None, cuda_index=device.index)
 
 
 # ---------------------------------------------------------------------- adapters
@@ -378,10 +371,7 @@ class TorchaudioPeer(Peer):
                 flat = S.reshape(-1, 1, *shape[-2:]) if per_example else S.reshape(-1, *shape[-2:])
                 return torchaudio.functional.amplitude_to_DB(flat, 10.0, amin, db_mult, top_db).reshape(shape)
 
-        x = torch.from_numpy(np.ascontiguousarray(x_host)).to(dev)
-        cuda = device.kind == "cuda"
-        return Runner(fn=fn, x=x, to_numpy=lambda y: y.detach().cpu().numpy(), timer="torch" if cuda else "cpu",
-                      memory="torch-cuda" if cuda else None, cuda_index=device.index)
+        return _torch_runner(fn, x_host, device, dev)
 
 
 class TorchStftPeer(Peer):
@@ -424,10 +414,7 @@ class TorchStftPeer(Peer):
                         M = torch.maximum(M, peak - top_db)
                 return M.reshape(*lead, *M.shape[-2:])
 
-        x = torch.from_numpy(np.ascontiguousarray(x_host)).to(dev)
-        cuda = device.kind == "cuda"
-        return Runner(fn=fn, x=x, to_numpy=lambda y: y.detach().cpu().numpy(), timer="torch" if cuda else "cpu",
-                      memory="torch-cuda" if cuda else None, cuda_index=device.index)
+        return _torch_runner(fn, x_host, device, dev)
 
 
 class NaiveCupyPeer(Peer):

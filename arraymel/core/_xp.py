@@ -20,7 +20,3 @@ def from_host(a: np.ndarray, xp: Any, *, device: Any = None, dtype: Any = None) 
     if device is not None:
         kw["device"] = device
     return xp.asarray(a, **kw)
-
-
-def float_dtype(xp: Any, name: str) -> Any:
-    return getattr(xp, name)
