@@ -3,9 +3,13 @@
 - The decomposition: the radix plans of every supported size, and the NumPy model of the kernel's
   stages (tests/fused_model.py: the kernel's index maps and twiddle-table indices) against
   ``numpy.fft``; the twiddle table; the launch shape's limits; which sizes fall back to cuFFT.
-- The engine (:class:`~arraymel._cupy.fused.FusedEngine`) driving the model of ``am_fused_mel``
-  (tests/fused_model.py) and the clip, against the float64 oracle on every case of
-  tests/test_parity_oracle.py whose size the kernel covers, and against the cuFFT engine.
+- The kernel text itself on the CPU emulator of tests/cuda_cpu (guarded buffers, fibers, barriers):
+  the engine (:class:`~arraymel._cupy.fused.FusedEngine`) launching ``am_fused_mel`` and the clip,
+  against the float64 oracle (SPEC.md's tolerances by power-equivalent band) on every case of
+  tests/test_parity_oracle.py whose size the kernel covers, on every supported size in float32 and
+  float64 (and against the cuFFT path's kernels on the same emulator), every input type, strided,
+  short and empty input, NaN, a schedule-shuffled run; planted bugs (a wrong twiddle, a missing
+  barrier) that the emulator must catch.
 - The plumbing: ``backend="cupy-fused"`` picks the fused kernel, an unsupported size runs cuFFT.
 """
 
@@ -26,8 +30,12 @@ from arraymel._cupy.fused import (
 from arraymel._cupy.fused_kernels import FUSED_MAX_BUTTERFLIES
 from arraymel._cupy.kernels import BLOCK, SMEM_LIMIT
 from arraymel._cupy.params import mel_params
-from fused_model import FusedModelOps, power_rows, stockham, unpack_radices
-from test_cupy_emulated import GRID, _signal, engine_for
+import oracle
+from cuda_cpu import EmuOps, KernelError, build, build_many, emulated_engine
+from arraymel._cupy.fused_kernels import FUSED_KERNELS, FUSED_PARAMS, FUSED_SOURCE, fused_name_expression
+from arraymel._cupy.kernels import COMPUTE_CTYPES, INPUT_CTYPES, pack_args
+from fused_model import power_rows, stockham, unpack_radices
+from test_cupy_emulated import GRID, _signal
 from test_parity_oracle import CASE_NAMES, CASES, input_as, oracle_output
 
 #: The sizes the issue asks for, and two more that need radix 3 and a lone radix 5.
@@ -61,11 +69,52 @@ def assert_spec_close(out, expected, dtype: str, params: dict) -> dict:
     return out_d
 
 
-def fused_engine(params: dict, dtype: str, ops=None) -> FusedEngine:
+def fused_modules(source: str = FUSED_SOURCE, dtypes=tuple(COMPUTE_CTYPES), inputs=tuple(INPUT_CTYPES)) -> dict:
+    """``{compute dtype: module}``: one emulator module per compute dtype, every input type (built in parallel)."""
+    jobs = [(source, [fused_name_expression(k, dt, it) for k in FUSED_KERNELS for it in inputs]) for dt in dtypes]
+    return dict(zip(dtypes, build_many(jobs)))
+
+
+class FusedEmuOps(EmuOps):
+    """The emulator's ops, plus the fused kernel's text (``source``; a planted bug replaces it)."""
+
+    def __init__(self, source: str = FUSED_SOURCE, **options):
+        super().__init__(**options)
+        self.source = source
+
+    def launch(self, kernel, dtype_name, in_dtype_name, grid, block, smem, args):
+        if kernel not in FUSED_KERNELS:
+            return super().launch(kernel, dtype_name, in_dtype_name, grid, block, smem, args)
+        spec = FUSED_PARAMS[kernel]  # the packed arguments are exactly what their declared C types need
+        ref = pack_args(kernel, dtype_name, in_dtype_name, {n: v for (_, n), v in zip(spec, args)}, FUSED_PARAMS)
+        assert [type(a) for a in args] == [type(r) for r in ref], kernel
+        inputs = tuple(INPUT_CTYPES) if self.source == FUSED_SOURCE else (in_dtype_name,)
+        mod = fused_modules(self.source, (dtype_name,), inputs)[dtype_name]
+        self.launches.append((kernel, tuple(int(g) for g in grid), int(smem)))
+        self.launch_expr(mod, fused_name_expression(kernel, dtype_name, in_dtype_name), grid, block, smem, args)
+
+
+def fused_engine(params: dict, dtype: str, **options) -> FusedEngine:
+    """The fused engine for ``params`` with its kernels run by the emulator (options: ``source``, ``shuffle``...)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # empty-band notices of the small configurations
         p = mel_params(MelConfig.create(**params), dtype)
-    return FusedEngine(p, ops or FusedModelOps(), Constants(**consts_host(p)), twiddles_host(p))
+    ops = FusedEmuOps(**options)
+    consts = {k: (ops.to_device(v) if isinstance(v, np.ndarray) else v) for k, v in consts_host(p).items()}
+    return FusedEngine(p, ops, Constants(**consts), ops.to_device(twiddles_host(p)))
+
+
+def cufft_engine(params: dict, dtype: str):
+    """The cuFFT path's engine on the emulator, its FFT in the compute dtype (float32: a stand-in for cuFFT)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return emulated_engine(MelConfig.create(**params), dtype, fft="float32")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _modules():
+    """Build both compute dtypes' modules at once (two g++ in parallel) before the first launch."""
+    fused_modules()
 
 
 # ------------------------------------------------------------------------------------ decomposition
@@ -145,22 +194,20 @@ def test_fused_engine_matches_oracle(name, dtype):
 @pytest.mark.parametrize("n_fft", SIZES + EXTRA_SIZES[:2])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_every_size_matches_oracle_and_the_cufft_engine(n_fft, dtype):
-    """Every supported size, against the oracle and against the cuFFT path's engine (NumPy model)."""
-    import oracle
+    """Every supported size, against the oracle and against the cuFFT path's kernels (same emulator)."""
 
     params = dict(fft_length=n_fft, sequence_stride=n_fft // 4 + 1, num_mel_bins=min(64, n_fft // 8),
                   window="hann", top_db_scope="example")
     x = _signal((2, 6000), seed=n_fft, gain_db=[0.0, -30.0]).astype(dtype)
     out, _, _ = fused_engine(params, dtype).compute(x)
     assert_spec_close(out, oracle.mel_spectrogram(x.astype(np.float64), **params), dtype, params)
-    cufft, _, _ = engine_for(params, dtype).compute(x, 2**40)
+    cufft, _, _ = cufft_engine(params, dtype).compute(x, 2**40)
     assert max_abs_diff(out, cufft) <= (2e-9 if dtype == "float64" else 2e-3)
 
 
 @pytest.mark.parametrize("i", [i for i, (p, _) in enumerate(GRID) if fused_unsupported(p["fft_length"], "float32") is None])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_fused_engine_on_the_emulated_grid(i, dtype):
-    import oracle
 
     params, shape = GRID[i]
     x = _signal(shape, seed=i).astype(dtype)
@@ -172,7 +219,6 @@ def test_fused_engine_on_the_emulated_grid(i, dtype):
 @pytest.mark.parametrize("in_dtype", ["int8", "uint8", "int16", "uint16", "int32", "uint32", "int64", "uint64",
                                       "float32", "float64"])
 def test_input_dtypes_are_read_natively(in_dtype):
-    import oracle
 
     params = dict(fft_length=256, sequence_stride=100, num_mel_bins=32)
     x = (np.abs(_signal((2, 3000))) * 100).astype(in_dtype)
@@ -183,7 +229,6 @@ def test_input_dtypes_are_read_natively(in_dtype):
 
 
 def test_strided_reversed_short_and_empty_inputs():
-    import oracle
 
     params = dict(fft_length=512, sequence_stride=160, num_mel_bins=40, window=np.hanning(300), sequence_length=300)
     eng = fused_engine(params, "float64")
@@ -213,13 +258,55 @@ def test_nan_propagates(scope):
 
 
 def test_launches_of_one_call():
-    """One fused launch and the clip; frames per block follow the launch shape."""
+    """One fused launch (grid: rows x tiles of fpb frames) and the clip; nothing else, whatever the batch."""
     eng = fused_engine(dict(fft_length=2048, sequence_stride=512), "float32")
-    eng.compute(_signal((4, 16000)).astype(np.float32))
+    out, plan, _ = eng.compute(_signal((4, 16000)).astype(np.float32))
     assert [k for k, _, _ in eng.ops.launches] == ["am_fused_mel", "am_clip_top_db"]
-    eng.ops.launches.clear()
-    eng.compute(_signal((4, 16000)).astype(np.float32)[:, :0 + 16000])
-    assert len(eng.ops.launches) == 2
+    assert plan.fpb == 4 and eng.ops.launches[0][1] == (4 * 8, 1, 1) and eng.ops.launches[0][2] == 4 * 2050 * 4
+
+
+def test_schedule_shuffled_run_is_identical():
+    """Randomised block and thread order (the emulator's shuffle mode) gives bit-identical output."""
+    params = dict(fft_length=400, sequence_stride=160, num_mel_bins=80, top_db_scope="example")
+    x = _signal((2, 5000)).astype(np.float32)
+    base, _, _ = fused_engine(params, "float32").compute(x)
+    for seed in (1, 2):
+        out, _, _ = fused_engine(params, "float32", shuffle=True, seed=seed).compute(x)
+        np.testing.assert_array_equal(out, base)
+
+
+# ------------------------------------------------------------------------------------ planted bugs
+def _plant(old: str, new: str) -> str:
+    assert FUSED_SOURCE.count(old) == 1, old
+    return FUSED_SOURCE.replace(old, new)
+
+
+PLANTED = {
+    # the stage twiddle conjugated (the inverse transform's)
+    "stage twiddle": _plant("const T wr = twiddles[2 * t], wi = twiddles[2 * t + 1];",
+                            "const T wr = twiddles[2 * t], wi = -twiddles[2 * t + 1];"),
+    # the post-processing twiddle off by one bin
+    "post twiddle": _plant("const T wr = twiddles[2 * k], wi = twiddles[2 * k + 1];",
+                           "const T wr = twiddles[2 * k + 2], wi = twiddles[2 * k + 3];"),
+    # the barrier between a stage's loads and its stores removed: the in-place stage races
+    "missing barrier": _plant("""                am_dft<T>(R, vr[b], vi[b]);
+            }
+        }
+        __syncthreads();""", """                am_dft<T>(R, vr[b], vi[b]);
+            }
+        }"""),
+}
+
+
+@pytest.mark.parametrize("bug", list(PLANTED))
+def test_emulator_catches_planted_bugs(bug):
+    params = dict(fft_length=512, sequence_stride=160, num_mel_bins=64)
+    x = _signal((2, 4000)).astype(np.float32)
+    expected = oracle.mel_spectrogram(x.astype(np.float64), **params)
+    assert_spec_close(fused_engine(params, "float32").compute(x)[0], expected, "float32", params)
+    with pytest.raises((AssertionError, KernelError)):
+        out, _, _ = fused_engine(params, "float32", source=PLANTED[bug]).compute(x)
+        assert_spec_close(out, expected, "float32", params)
 
 
 # ------------------------------------------------------------------------------------ plumbing
