@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from arraymel._cupy.chunking import ChunkPlan, Problem, RetryLog, min_budget, plan_chunks, run_with_retry
-from arraymel._cupy.kernels import BLOCK, CLIP_ITEMS, INPUT_CTYPES, PAD_ITEMS, Prepared, Ptr, pack_args
+from arraymel._cupy.kernels import BLOCK, CLIP_ITEMS, INPUT_CTYPES, PAD_ITEMS, Prepared, Ptr, Unbound
 from arraymel._cupy.params import MelParams, mel_launch
 
 _GRID_X_MAX = 2**31 - 1
@@ -66,6 +66,10 @@ class Engine:
         self.p, self.ops, self.c = params, ops, consts
         #: blocks a mel launch should make to fill the device (2 per multiprocessor; 0: no preference)
         self.min_blocks = min_blocks
+        #: the clip's arguments, packed once (per launch only the pointers and sizes change)
+        self._clip_args = Prepared("am_clip_top_db", params.dtype_name, None, dict(
+            out=Unbound(params.dtype_name), row_elems=1, tiles=1, max_keys=Unbound(params.key_dtype.name), per_row=0,
+            top_db=params.top_db if params.needs_max else 0.0))
 
     def problem(self, batch: int, samples: int) -> Problem:
         p = self.p
@@ -199,9 +203,8 @@ class Engine:
             tiles = -(-total // per)
             if tiles > _GRID_X_MAX:
                 raise ValueError(f"output of {total} elements is too large for one top_db pass")
-            ops.launch("am_clip_top_db", T, None, (tiles, 1, 1), (BLOCK, 1, 1), 0, pack_args(
-                "am_clip_top_db", T, None,
-                dict(out=Ptr(out), row_elems=total, tiles=tiles, max_keys=Ptr(keys), per_row=0, top_db=p.top_db)))
+            ops.launch("am_clip_top_db", T, None, (tiles, 1, 1), (BLOCK, 1, 1), 0, self._clip_args.args(
+                out=Ptr(out), row_elems=total, tiles=tiles, max_keys=Ptr(keys), per_row=0))
             return
         row_elems = p.n_mels * out.shape[2]
         tiles = -(-row_elems // per)
@@ -209,10 +212,9 @@ class Engine:
         osz = out.dtype.itemsize
         for r0 in range(0, B, step):
             r1 = min(B, r0 + step)
-            ops.launch("am_clip_top_db", T, None, ((r1 - r0) * tiles, 1, 1), (BLOCK, 1, 1), 0, pack_args(
-                "am_clip_top_db", T, None,
-                dict(out=Ptr(out, r0 * (out.strides[0] // osz)), row_elems=row_elems, tiles=tiles,
-                     max_keys=Ptr(keys, r0), per_row=1, top_db=p.top_db)))
+            ops.launch("am_clip_top_db", T, None, ((r1 - r0) * tiles, 1, 1), (BLOCK, 1, 1), 0, self._clip_args.args(
+                out=Ptr(out, r0 * (out.strides[0] // osz)), row_elems=row_elems, tiles=tiles, max_keys=Ptr(keys, r0),
+                per_row=1))
 
 
 def consts_host(params: MelParams) -> dict:

@@ -22,7 +22,7 @@ import numpy as np
 from arraymel._cupy.chunking import RetryLog
 from arraymel._cupy.engine import Engine
 from arraymel._cupy.fused_kernels import FUSED_MAX_BUTTERFLIES, FUSED_PARAMS, RADIX_BITS
-from arraymel._cupy.kernels import BLOCK, INPUT_CTYPES, SMEM_LIMIT, Prepared, Ptr
+from arraymel._cupy.kernels import BLOCK, INPUT_CTYPES, SMEM_LIMIT, Prepared, Ptr, Unbound
 from arraymel._cupy.params import MAX_FRAMES_PER_BLOCK, MelParams
 
 #: Largest transform of the fused kernel (one frame in float64 must fit 47 KiB of shared memory).
@@ -150,6 +150,23 @@ class FusedEngine(Engine):
         self.radices = radix_plan(self.half)
         self.twiddles = twiddles
         self._prepared: dict[str, Prepared] = {}
+        self._key_name = params.key_dtype.name
+        self._names: dict[Any, str] = {}  # dtype -> its name (dtype.name costs microseconds)
+        self._last_launch: tuple = (None, None)  # ((frames, rows), FusedLaunch) of the last call
+
+    def _dtype_name(self, dt: Any) -> str:
+        name = self._names.get(dt)
+        if name is None:
+            name = self._names[dt] = np.dtype(dt).name
+        return name
+
+    def launch_shape(self, frames: int, rows: int) -> FusedLaunch:
+        """:func:`fused_launch` for this engine (the last call's is kept: a repeated shape recomputes nothing)."""
+        key, ml = self._last_launch
+        if key != (frames, rows):
+            ml = fused_launch(self.half, self.radices, self.p.itemsize, frames, rows, self.min_blocks)
+            self._last_launch = ((frames, rows), ml)
+        return ml
 
     def _kernel(self, tin: str) -> Prepared:
         """The fused kernel's arguments for input dtype ``tin``, packed once; per call only sizes and pointers change."""
@@ -157,12 +174,12 @@ class FusedEngine(Engine):
         if prep is None:
             p, c = self.p, self.c
             prep = Prepared("am_fused_mel", p.dtype_name, tin, dict(
-                x=Ptr(_Placeholder(tin)), row_stride=0, sample_stride=1, n=1, seg_start=-p.pad, hop=p.hop, frames=1,
+                x=Unbound(tin), row_stride=0, sample_stride=1, n=1, seg_start=-p.pad, hop=p.hop, frames=1,
                 tiles=1, fpb=1, half=self.half, radices=pack_radices(self.radices), stages=len(self.radices),
                 twiddles=self.twiddles, window=c.window, has_window=c.has_window, bin_lo=p.table.bin_lo,
                 pmode=p.pmode, half_exp=p.half_exp, bands=c.bands, weights=c.weights, n_mels=p.n_mels,
-                out=Ptr(_Placeholder(p.dtype_name)), out_row=0, out_band=0, db=p.db, min_power=p.min_power,
-                ref_db=p.ref_db, has_ref=p.has_ref, max_keys=Ptr(_Placeholder(p.key_dtype.name)), max_mode=0,
+                out=Unbound(p.dtype_name), out_row=0, out_band=0, db=p.db, min_power=p.min_power,
+                ref_db=p.ref_db, has_ref=p.has_ref, max_keys=Unbound(self._key_name), max_mode=0,
             ), FUSED_PARAMS)
             self._prepared[tin] = prep
         return prep
@@ -183,7 +200,7 @@ class FusedEngine(Engine):
         if B == 0:
             return out.reshape(*batch_shape, p.n_mels, frames), None, log
         x2 = x.reshape(B, n)
-        if x2.dtype.name not in INPUT_CTYPES:  # float16 and other rare types: one cast first
+        if self._dtype_name(x2.dtype) not in INPUT_CTYPES:  # float16 and other rare types: one cast first
             x2 = x2.astype(p.dtype_name)
         plan = self.run(x2, out)
         return out.reshape(*batch_shape, p.n_mels, frames), plan, log
@@ -193,7 +210,7 @@ class FusedEngine(Engine):
         p, ops = self.p, self.ops
         B, n = int(x2.shape[0]), int(x2.shape[1])
         frames = int(out.shape[2])
-        tin = x2.dtype.name
+        tin = self._dtype_name(x2.dtype)
         if tin not in INPUT_CTYPES:
             raise TypeError(f"input dtype {tin} has no kernel: cast it first")
         isz, osz = x2.dtype.itemsize, out.dtype.itemsize
@@ -202,8 +219,8 @@ class FusedEngine(Engine):
         row_stride, sample_stride = x2.strides[0] // isz, x2.strides[1] // isz
         out_row, out_band = out.strides[0] // osz, out.strides[1] // osz
         max_mode = (2 if p.per_example else 1) if p.needs_max else 0
-        keys = ops.zeros(B if max_mode == 2 else 1, p.key_dtype.name)
-        ml = fused_launch(self.half, self.radices, p.itemsize, frames, B, self.min_blocks)
+        keys = ops.zeros(B if max_mode == 2 else 1, self._key_name)
+        ml = self.launch_shape(frames, B)
         tiles = ml.tiles(frames)
         step = max(1, _GRID_X_MAX // tiles)
         prep = self._kernel(tin)
@@ -218,15 +235,6 @@ class FusedEngine(Engine):
         if max_mode:
             self._clip(out, keys, B, max_mode == 2)
         return FusedPlan(rows=B, frames=frames, fpb=ml.fpb, n_chunks=launches)
-
-
-class _Placeholder:
-    """Stands for an array of ``dtype`` while arguments are packed once (replaced on every launch)."""
-
-    __slots__ = ("dtype",)
-
-    def __init__(self, dtype_name: str):
-        self.dtype = np.dtype(dtype_name)
 
 
 def twiddles_host(params: MelParams) -> np.ndarray:

@@ -491,6 +491,16 @@ class Ptr:
         return f"Ptr({type(self.array).__name__}[{self.array.dtype}], +{self.offset})"
 
 
+class Unbound:
+    """Stands for an array of ``dtype_name`` in arguments packed once (:class:`Prepared`), before the array
+    exists: every launch replaces it (so a prepared argument list never keeps a call's buffers alive)."""
+
+    __slots__ = ("dtype",)
+
+    def __init__(self, dtype_name: str):
+        self.dtype = np.dtype(dtype_name)
+
+
 class Prepared:
     """One kernel's arguments for a run: packed and checked once by :func:`pack_args`; per launch,
     :meth:`args` replaces only the arguments that change (a cheap conversion by declared C type)."""
