@@ -283,11 +283,9 @@ def _plant(old: str, new: str) -> str:
 
 PLANTED = {
     # the stage twiddle conjugated (the inverse transform's)
-    "stage twiddle": _plant("const T wr = twiddles[2 * t], wi = twiddles[2 * t + 1];",
-                            "const T wr = twiddles[2 * t], wi = -twiddles[2 * t + 1];"),
+    "stage twiddle": _plant("vi[b][r] = ar * w.im + ai * w.re;", "vi[b][r] = -ar * w.im + ai * w.re;"),
     # the post-processing twiddle off by one bin
-    "post twiddle": _plant("const T wr = twiddles[2 * k], wi = twiddles[2 * k + 1];",
-                           "const T wr = twiddles[2 * k + 2], wi = twiddles[2 * k + 3];"),
+    "post twiddle": _plant("const am_cplx<T> w = tw[k];", "const am_cplx<T> w = tw[k + 1];"),
     # the barrier between a stage's loads and its stores removed: the in-place stage races
     "missing barrier": _plant("""                am_dft<T>(R, vr[b], vi[b]);
             }

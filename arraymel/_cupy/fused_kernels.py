@@ -41,6 +41,9 @@ RADIX_BITS = 3
 FUSED_SOURCE_BODY = r"""
 #define AM_FUSED_MAXB 4
 
+// A complex value as one aligned 8- or 16-byte access (a warp's consecutive values: no bank conflict).
+template <typename T> struct alignas(2 * sizeof(T)) am_cplx { T re, im; };
+
 // Forward DFT of R points (R = 2, 3, 4, 5) in place: Y[m] = sum_r v[r] exp(-2 pi i r m / R).
 template <typename T>
 __device__ __forceinline__ void am_dft(int R, T (&re)[5], T (&im)[5]) {
@@ -102,8 +105,9 @@ am_fused_mel(const TIn* __restrict__ x, long long row_stride, long long sample_s
              int db, T min_power, T ref_db, int has_ref, am_key_t<T>* __restrict__ max_keys, int max_mode)
 {
     extern __shared__ __align__(16) unsigned char am_dynamic_smem[];
-    T* buf = reinterpret_cast<T*>(am_dynamic_smem);
-    const int fs = 2 * half + 2;  // reals per frame in shared memory
+    am_cplx<T>* buf = reinterpret_cast<am_cplx<T>*>(am_dynamic_smem);
+    const am_cplx<T>* __restrict__ tw = reinterpret_cast<const am_cplx<T>*>(twiddles);
+    const int fs = half + 1;  // complex slots per frame in shared memory
     const int n_fft = 2 * half;
 
     const int row = blockIdx.x / tiles;
@@ -125,8 +129,7 @@ am_fused_mel(const TIn* __restrict__ x, long long row_stride, long long sample_s
                 im *= window[2 * j + 1];
             }
         }
-        buf[fl * fs + 2 * j] = re;
-        buf[fl * fs + 2 * j + 1] = im;
+        buf[fl * fs + j] = am_cplx<T>{re, im};
     }
     __syncthreads();
 
@@ -147,22 +150,22 @@ am_fused_mel(const TIn* __restrict__ x, long long row_stride, long long sample_s
                 const int fl = it / q;
                 const int j = it - fl * q;
                 const int k = j % ns;
-                const T* src = buf + fl * fs;
+                const am_cplx<T>* src = buf + fl * fs;
 #pragma unroll
                 for (int r = 0; r < 5; ++r) {
                     if (r < R) {
-                        vr[b][r] = src[2 * (j + r * q)];
-                        vi[b][r] = src[2 * (j + r * q) + 1];
+                        const am_cplx<T> v = src[j + r * q];
+                        vr[b][r] = v.re;
+                        vi[b][r] = v.im;
                     }
                 }
 #pragma unroll
                 for (int r = 1; r < 5; ++r) {
                     if (r < R) {
-                        const int t = k * r * tstep;
-                        const T wr = twiddles[2 * t], wi = twiddles[2 * t + 1];
+                        const am_cplx<T> w = tw[k * r * tstep];
                         const T ar = vr[b][r], ai = vi[b][r];
-                        vr[b][r] = ar * wr - ai * wi;
-                        vi[b][r] = ar * wi + ai * wr;
+                        vr[b][r] = ar * w.re - ai * w.im;
+                        vi[b][r] = ar * w.im + ai * w.re;
                     }
                 }
                 am_dft<T>(R, vr[b], vi[b]);
@@ -176,13 +179,10 @@ am_fused_mel(const TIn* __restrict__ x, long long row_stride, long long sample_s
                 const int fl = it / q;
                 const int j = it - fl * q;
                 const int k = j % ns;
-                T* dst = buf + fl * fs + 2 * ((j - k) * R + k);
+                am_cplx<T>* dst = buf + fl * fs + (j - k) * R + k;
 #pragma unroll
                 for (int r = 0; r < 5; ++r) {
-                    if (r < R) {
-                        dst[2 * r * ns] = vr[b][r];
-                        dst[2 * r * ns + 1] = vi[b][r];
-                    }
+                    if (r < R) dst[r * ns] = am_cplx<T>{vr[b][r], vi[b][r]};
                 }
             }
         }
@@ -196,22 +196,22 @@ am_fused_mel(const TIn* __restrict__ x, long long row_stride, long long sample_s
         const int fl = i / pairs;
         const int k = i - fl * pairs;
         const int mk = k ? half - k : 0;
-        T* fr = buf + fl * fs;
-        const T zr = fr[2 * k], zi = fr[2 * k + 1];
-        const T cr = fr[2 * mk], ci = -fr[2 * mk + 1];  // conj(Z[M - k])
+        am_cplx<T>* fr = buf + fl * fs;
+        const am_cplx<T> z = fr[k], c = fr[mk];
+        const T zr = z.re, zi = z.im, cr = c.re, ci = -c.im;  // Z[k], conj(Z[M - k])
         const T er = T(0.5) * (zr + cr), ei = T(0.5) * (zi + ci);
         const T orr = T(0.5) * (zi - ci), oi = T(-0.5) * (zr - cr);  // (Z[k] - conj Z[M-k]) / 2i
-        const T wr = twiddles[2 * k], wi = twiddles[2 * k + 1];
-        const T tr = wr * orr - wi * oi, ti = wr * oi + wi * orr;
+        const am_cplx<T> w = tw[k];
+        const T tr = w.re * orr - w.im * oi, ti = w.re * oi + w.im * orr;
         const T pk = am_mag(er + tr, ei + ti, pmode, half_exp);
         const T pm = am_mag(er - tr, ti - ei, pmode, half_exp);  // X[M-k] = conj(E - W^k O)
-        fr[2 * k] = pk;
-        fr[2 * (half - k)] = pm;
+        fr[k].re = pk;
+        fr[half - k].re = pm;
     }
     __syncthreads();
 
     // 4. mel bands, dB, transposed store, block maximum (as am_mel_smem)
-    am_mel_bands<T, 2>(buf + 2 * bin_lo, fs, fpb, f0, frames, bin_lo, bands, weights, n_mels,
+    am_mel_bands<T, 2>(reinterpret_cast<const T*>(buf) + 2 * bin_lo, 2 * fs, fpb, f0, frames, bin_lo, bands, weights, n_mels,
                        out + (long long)row * out_row + f0, out_band, db, min_power, ref_db, has_ref,
                        max_keys + (max_mode == 2 ? row : 0), max_mode);
 }
