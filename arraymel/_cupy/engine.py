@@ -66,7 +66,8 @@ class Engine:
         self.p, self.ops, self.c = params, ops, consts
         #: blocks a mel launch should make to fill the device (2 per multiprocessor; 0: no preference)
         self.min_blocks = min_blocks
-        #: the clip's arguments, packed once (per launch only the pointers and sizes change)
+        #: arguments packed once per (kernel, input dtype): per call and chunk only pointers and sizes change
+        self._kernels: dict[tuple, Prepared] = {}
         self._clip_args = Prepared("am_clip_top_db", params.dtype_name, None, dict(
             out=Unbound(params.dtype_name), row_elems=1, tiles=1, max_keys=Unbound(params.key_dtype.name), per_row=0,
             top_db=params.top_db if params.needs_max else 0.0))
@@ -151,24 +152,11 @@ class Engine:
         inplace = plan.path == "inplace"
         block = (BLOCK, 1, 1)
 
-        first = next(iter(plan.chunks()))
-        if inplace:
-            sig_kernel = Prepared("am_pad_reflect", T, tin, dict(
-                x=Ptr(x2), row_stride=row_stride, sample_stride=sample_stride, n=n, seg_start=0, pitch=1,
-                tail=prob.tail, out=sig))
-        else:
-            sig_kernel = Prepared("am_frames_window", T, tin, dict(
-                x=Ptr(x2), row_stride=row_stride, sample_stride=sample_stride, n=n, seg_start=0, hop=p.hop,
-                n_fft=p.n_fft, frames=first.frames, window=c.window, has_window=c.has_window, out=sig))
-        mel_values = dict(
-            spec=spec, frames_row=1, frames=1, tiles=1, nb=p.nb, n_fft=p.n_fft, taps=p.taps if inplace else 0,
-            tap_a=p.tap_a, tap_b=p.tap_b, pmode=p.pmode, half_exp=p.half_exp, bands=c.bands, weights=c.weights,
-            n_mels=p.n_mels, out=Ptr(out), out_row=out_row, out_band=out_band, db=p.db, min_power=p.min_power,
-            ref_db=p.ref_db, has_ref=p.has_ref, max_keys=Ptr(keys), max_mode=max_mode,
-        )
-        if ml.kernel == "am_mel_smem":
-            mel_values.update(fpb=ml.fpb, stride_s=ml.stride_s, bin_lo=p.table.bin_lo, nbu=p.table.nbu)
-        mel_kernel = Prepared(ml.kernel, T, None, mel_values)
+        sig_kernel = self._prepared("am_pad_reflect" if inplace else "am_frames_window", tin).bind(
+            row_stride=row_stride, sample_stride=sample_stride, n=n, out=sig)
+        mel_kernel = self._prepared(ml.kernel, None).bind(
+            spec=spec, taps=p.taps if inplace else 0, out_row=out_row, out_band=out_band, max_mode=max_mode,
+            **(dict(fpb=ml.fpb, stride_s=ml.stride_s) if ml.kernel == "am_mel_smem" else {}))
 
         for ch in plan.chunks():
             rows, fc = ch.rows, ch.frames
@@ -193,6 +181,31 @@ class Engine:
 
         if max_mode:
             self._clip(out, keys, B, max_mode == 2)
+
+    def _prepared(self, kernel: str, tin: str | None) -> Prepared:
+        """``kernel``'s arguments with this engine's constants, packed once per (kernel, input dtype); a call
+        binds its buffers and sizes (:meth:`Prepared.bind`), a chunk its pointers and offsets."""
+        key = (kernel, tin)
+        prep = self._kernels.get(key)
+        if prep is None:
+            p, c = self.p, self.c
+            T = p.dtype_name
+            if kernel == "am_pad_reflect":
+                values = dict(x=Unbound(tin), row_stride=0, sample_stride=1, n=1, seg_start=0, pitch=1,
+                              tail=max(0, p.n_fft - p.hop), out=Unbound(T))
+            elif kernel == "am_frames_window":
+                values = dict(x=Unbound(tin), row_stride=0, sample_stride=1, n=1, seg_start=0, hop=p.hop,
+                              n_fft=p.n_fft, frames=1, window=c.window, has_window=c.has_window, out=Unbound(T))
+            else:
+                values = dict(
+                    spec=Unbound(T), frames_row=1, frames=1, tiles=1, nb=p.nb, n_fft=p.n_fft, taps=0, tap_a=p.tap_a,
+                    tap_b=p.tap_b, pmode=p.pmode, half_exp=p.half_exp, bands=c.bands, weights=c.weights,
+                    n_mels=p.n_mels, out=Unbound(T), out_row=0, out_band=0, db=p.db, min_power=p.min_power,
+                    ref_db=p.ref_db, has_ref=p.has_ref, max_keys=Unbound(p.key_dtype.name), max_mode=0)
+                if kernel == "am_mel_smem":
+                    values.update(fpb=1, stride_s=1, bin_lo=p.table.bin_lo, nbu=p.table.nbu)
+            prep = self._kernels[key] = Prepared(kernel, T, tin, values)
+        return prep
 
     def _clip(self, out: Any, keys: Any, B: int, per_example: bool) -> None:
         p, ops = self.p, self.ops

@@ -149,7 +149,6 @@ class FusedEngine(Engine):
         self.half = params.n_fft // 2
         self.radices = radix_plan(self.half)
         self.twiddles = twiddles
-        self._prepared: dict[str, Prepared] = {}
         self._key_name = params.key_dtype.name
         self._names: dict[Any, str] = {}  # dtype -> its name (dtype.name costs microseconds)
         self._last_launch: tuple = (None, None)  # ((frames, rows), FusedLaunch) of the last call
@@ -168,9 +167,11 @@ class FusedEngine(Engine):
             self._last_launch = ((frames, rows), ml)
         return ml
 
-    def _kernel(self, tin: str) -> Prepared:
+    def _prepared(self, kernel: str, tin: str | None) -> Prepared:
         """The fused kernel's arguments for input dtype ``tin``, packed once; per call only sizes and pointers change."""
-        prep = self._prepared.get(tin)
+        if kernel != "am_fused_mel":
+            return super()._prepared(kernel, tin)
+        prep = self._kernels.get((kernel, tin))
         if prep is None:
             p, c = self.p, self.c
             prep = Prepared("am_fused_mel", p.dtype_name, tin, dict(
@@ -181,7 +182,7 @@ class FusedEngine(Engine):
                 out=Unbound(p.dtype_name), out_row=0, out_band=0, db=p.db, min_power=p.min_power,
                 ref_db=p.ref_db, has_ref=p.has_ref, max_keys=Unbound(self._key_name), max_mode=0,
             ), FUSED_PARAMS)
-            self._prepared[tin] = prep
+            self._kernels[kernel, tin] = prep
         return prep
 
     def compute(self, x: Any, budget: int = 0, *, path: str | None = None, is_oom: Any = None,
@@ -223,7 +224,7 @@ class FusedEngine(Engine):
         ml = self.launch_shape(frames, B)
         tiles = ml.tiles(frames)
         step = max(1, _GRID_X_MAX // tiles)
-        prep = self._kernel(tin)
+        prep = self._prepared("am_fused_mel", tin)
         launches = 0
         for r0 in range(0, B, step):
             rows = min(B, r0 + step) - r0

@@ -515,6 +515,13 @@ class Prepared:
         self._pos = {name: (i, ctype) for i, (ctype, name) in enumerate(declared[kernel])}
         self._ftype = np.dtype(dtype_name).type
 
+    def bind(self, **changes: Any) -> "Prepared":
+        """A copy with some arguments replaced (what stays fixed for a whole call); :meth:`args` then per launch."""
+        new = object.__new__(Prepared)
+        new.kernel, new._pos, new._ftype = self.kernel, self._pos, self._ftype
+        new._args = list(self.args(**changes))
+        return new
+
     def args(self, **changes: Any) -> tuple:
         out = self._args.copy()
         for name, v in changes.items():
