@@ -20,6 +20,7 @@ import warnings
 import numpy as np
 import pytest
 
+import arraymel
 from _helpers import assert_db_close, assert_power_close, max_abs_diff
 from arraymel import _backend
 from arraymel._config import MelConfig
@@ -36,6 +37,7 @@ from arraymel._cupy.fused_kernels import FUSED_KERNELS, FUSED_PARAMS, FUSED_SOUR
 from arraymel._cupy.kernels import COMPUTE_CTYPES, INPUT_CTYPES, pack_args
 from fused_model import power_rows, stockham, unpack_radices
 from test_cupy_emulated import GRID, _signal
+from test_cupy_fake import fake_pipeline  # noqa: F401 - the fixture (a NumPy stand-in for CuPy)
 from test_parity_oracle import CASE_NAMES, CASES, input_as, oracle_output
 
 #: The sizes the issue asks for, and two more that need radix 3 and a lone radix 5.
@@ -315,3 +317,86 @@ def test_backend_cupy_fused_asks_for_the_fused_transform():
     assert _backend.choose(x, device="cuda", backend="cupy-fused") == _backend.Plan("cupy", None, "numpy", None, "fused")
     with pytest.raises(ValueError, match="cupy-fused"):
         _backend.choose(x, device="cpu", backend="cupy-fused")
+
+
+# ------------------------------------------------------------------------------------ the CuPy glue, CuPy faked
+class FusedFakeKernels:
+    """``FUSED_KERNEL_CACHE`` of the pipeline on the fake CuPy of tests/test_cupy_fake.py: raw device addresses
+    are mapped back to the arrays they point into and the kernel text runs on the emulator."""
+
+    def __init__(self):
+        self.launches = []
+
+    def function(self, device_id, kernel, dtype_name, in_dtype_name=None):
+        from arraymel._cupy.kernels import Ptr
+        from test_cupy_fake import _owner
+
+        def call(grid, block, args, shared_mem=0):
+            conv = []
+            for (ctype, _), a in zip(FUSED_PARAMS[kernel], args):
+                if ctype.endswith("*"):  # a raw address (a Ptr, as CupyOps passes it) or a whole array
+                    a = Ptr(*_owner(int(a))) if isinstance(a, np.uint64) else a.view(np.ndarray)
+                conv.append(a)
+            self.launches.append(kernel)
+            FusedEmuOps().launch(kernel, dtype_name, in_dtype_name, grid, block, shared_mem, tuple(conv))
+
+        return call
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_cupy_state_runs_the_fused_kernel_through_raw_addresses(fake_pipeline, monkeypatch, dtype):
+    pl, cp = fake_pipeline.pipeline, fake_pipeline.cupy
+    fused = FusedFakeKernels()
+    monkeypatch.setattr(pl, "FUSED_KERNEL_CACHE", fused)
+    params = dict(fft_length=400, sequence_stride=160, num_mel_bins=80, top_db_scope="example")
+    st = pl.CupyState(MelConfig.create(**params), dtype, 0, fft="fused")
+    assert st.fft_path == "fused" and st.fallback_reason is None
+    x = _signal((3, 9000), seed=2).astype(dtype)
+    out = st(cp.asarray(x), max_memory=1)  # no work area: the budget is not used
+    assert fused.launches == ["am_fused_mel"] and fake_pipeline.kernels.launches == ["am_clip_top_db"]
+    assert st.last_call.path == "fused" and st.last_call.chunks == 1 and cp.cuda.cufft.made == []
+    assert_spec_close(np.asarray(out), oracle.mel_spectrogram(x.astype(np.float64), **params), dtype, params)
+
+
+def test_cupy_state_falls_back_to_cufft_for_other_sizes(fake_pipeline):
+    pl, cp = fake_pipeline.pipeline, fake_pipeline.cupy
+    st = pl.CupyState(MelConfig.create(fft_length=511, sequence_stride=128, num_mel_bins=40), "float32", 0, fft="fused")
+    assert st.fft_path == "cufft" and "odd" in st.fallback_reason
+    st(cp.asarray(np.ones((1, 3000), np.float32)))
+    assert st.last_call.path in ("inplace", "gather") and cp.cuda.cufft.made
+    with pytest.raises(ValueError, match="fft='vkfft'"):
+        pl.CupyState(MelConfig.create(), "float32", 0, fft="vkfft")
+
+
+# ------------------------------------------------------------------------------------ on a GPU
+@pytest.mark.gpu
+@pytest.mark.parametrize("name", FUSED_CASES)
+def test_gpu_fused_matches_oracle(name):
+    import cupy
+
+    x = input_as(name, "float32")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        out = arraymel.mel_spectrogram(cupy.asarray(x), backend="cupy-fused", **CASES[name]["params"])
+    assert isinstance(out, cupy.ndarray) and out.dtype == np.float32
+    assert_spec_close(out.get(), oracle_output(name, "float32"), "float32", CASES[name]["params"])
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("n_fft", SIZES)
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_gpu_fused_equals_cufft_path_and_allocates_nothing_new(n_fft, dtype):
+    import cupy
+
+    params = dict(fft_length=n_fft, sequence_stride=n_fft // 4, num_mel_bins=64)
+    x = cupy.asarray(_signal((4, 32000), seed=n_fft).astype(dtype))
+    mel = arraymel.MelSpectrogram(**params)
+    a, b = mel(x, backend="cupy-fused"), mel(x, backend="cupy")
+    cupy.cuda.get_current_stream().synchronize()
+    assert max_abs_diff(a.get(), b.get()) <= (2e-9 if dtype == "float64" else 2e-3)
+    pool = cupy.get_default_memory_pool()
+    del a
+    total = pool.total_bytes()
+    for _ in range(3):
+        mel(x, backend="cupy-fused")
+    assert pool.total_bytes() == total
