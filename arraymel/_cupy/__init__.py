@@ -10,9 +10,8 @@ Modules, by idea (only :mod:`arraymel._cupy.pipeline` imports CuPy, and only whe
   out-of-memory retry, all pure Python.
 - :mod:`~arraymel._cupy.plans`: the bounded LRU of cuFFT plans (and their work areas).
 - :mod:`~arraymel._cupy.engine`: the chunk loop that drives the kernels through an ``ops`` object.
-- :mod:`~arraymel._cupy.emulate`: a NumPy model of every kernel and of the cuFFT layouts, with
-  bounds checks, so that the engine's index arithmetic is tested without a GPU.
 - :mod:`~arraymel._cupy.pipeline`: ``to_device`` and ``CupyState`` (imports CuPy).
 
+The tests run the engine on a CPU emulator of the kernels (``tests/cuda_cpu``, not installed).
 See docs/gpu.md for the design and what has and has not been measured.
 """

@@ -3,8 +3,8 @@
 ``ops`` allocates buffers, launches a named kernel with its packed arguments (checked by
 :func:`arraymel._cupy.kernels.pack_args`; pointers are :class:`~arraymel._cupy.kernels.Ptr`, an
 array plus an element offset) and runs a batched real FFT with a given layout. :class:`arraymel._cupy.pipeline.CupyOps` does this with CuPy (NVRTC kernels, cached
-cuFFT plans, the current stream); :class:`arraymel._cupy.emulate.NumpyOps` does it with NumPy and
-bounds checks, so that every index and layout computed here is tested without a GPU.
+cuFFT plans, the current stream); the tests' ``tests/cuda_cpu`` runs the same kernel text compiled
+with g++ on the CPU, so that every index and layout computed here is tested without a GPU.
 
 Per chunk (see :mod:`arraymel._cupy.chunking`), three launches:
 
@@ -98,6 +98,8 @@ class Engine:
         """
         p = self.p
         batch_shape, n = tuple(x.shape[:-1]), int(x.shape[-1])
+        if n < 1:  # am_reflect has no index into an empty row (it would read before the row)
+            raise ValueError(f"x has shape {tuple(x.shape)}: the last axis (samples) must hold at least 1 sample.")
         B = 1
         for d in batch_shape:
             B *= int(d)

@@ -99,7 +99,8 @@ template <> struct am_traits<double> {
 template <typename T> using am_key_t = typename am_traits<T>::key_t;
 
 // Index into [0, n) of position p of the signal extended by reflection (numpy.pad mode="reflect";
-// periodic with period 2 (n - 1), so pads longer than the signal reflect repeatedly).
+// periodic with period 2 (n - 1), so pads longer than the signal reflect repeatedly). Needs n >= 1:
+// an empty row has no index (Engine.compute rejects it).
 __device__ __forceinline__ long long am_reflect(long long p, long long n) {
     if (p >= 0 && p < n) return p;
     if (n == 1) return 0;

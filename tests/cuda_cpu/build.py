@@ -68,9 +68,10 @@ def translate(source: str) -> str:
     counter = iter(range(1, 1 << 30))
     out = _SHARED_ARRAY.sub(
         lambda m: f"auto& {m.group(3)} = cuemu::block_shared<{m.group(2)}{m.group(4)}, {next(counter)}>();", out)
-    if "__shared__" in out:
-        raise ValueError("a __shared__ declaration the rewrite does not understand: " +
-                         out[out.index("__shared__") - 60:out.index("__shared__") + 60])
+    code = re.sub(r"//[^\n]*|/\*.*?\*/", "", out, flags=re.S)
+    if "__shared__" in code:
+        i = code.index("__shared__")
+        raise ValueError(f"a __shared__ declaration the rewrite does not understand: {code[i - 60:i + 60]!r}")
     return out
 
 
@@ -209,8 +210,8 @@ class Module:
                blocks: Sequence[int] | None = None) -> None:
         """Run ``expression`` over ``grid`` x ``block`` (every block, or only the linear ids in ``blocks``).
 
-        ``ftz`` (default: the instantiation has no ``double``) flushes float32 denormals as NVRTC's
-        ``-ftz=true``; ``shuffle`` randomises block order and the thread order of every round, from ``seed``.
+        ``ftz`` flushes denormals as NVRTC's ``-ftz=true`` does for float32 (the CPU's FTZ/DAZ also
+        apply to double, so the default is on only when no parameter is a double or a double pointer); ``shuffle`` randomises block order and the thread order of every round, from ``seed``.
         Raises :class:`KernelError` on a broken CUDA rule and :class:`TypeError` on an argument whose type
         is not the parameter's.
         """
@@ -235,7 +236,7 @@ class Module:
         if blocks is not None:
             ids = np.ascontiguousarray(blocks, dtype=np.int64)
         L = _Launch((ctypes.c_uint * 3)(*g3), (ctypes.c_uint * 3)(*b3), int(smem), int(bool(shuffle)),
-                    int(("double" not in expression) if ftz is None else ftz), int(seed) & (2**64 - 1),
+                    int(not ({"d", "Pd"} & set(sig)) if ftz is None else ftz), int(seed) & (2**64 - 1),
                     ids.ctypes.data_as(ctypes.POINTER(ctypes.c_longlong)) if ids is not None else None,
                     0 if ids is None else ids.size, ctypes.cast(err, ctypes.c_char_p), len(err))
         rc = getattr(self.lib, f"cuemu_launch_{self._index[expression]}")(ctypes.byref(L), argv)

@@ -13,6 +13,7 @@
 #pragma once
 #include <math.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -99,7 +100,8 @@ struct Runtime {
     size_t dyn_size = 0;
     std::vector<SharedArray> shared;
     jmp_buf sched;     // the scheduler, while a fiber runs
-    jmp_buf abort_jb;  // the launch, to abandon it on an error
+    sigjmp_buf abort_jb;  // the launch, to abandon it on an error (also from the fault handler)
+    void* fault_addr = nullptr;
     void (*job)(const void*) = nullptr;
     const void* payload = nullptr;
     std::string error;
@@ -200,7 +202,7 @@ inline void boot_fibers(size_t n) {
     g.abort_from_fiber = g.cur != nullptr;
     if (g.cur) __sanitizer_start_switch_fiber(nullptr, g.main_bottom, g.main_size);
 #endif
-    _longjmp(g.abort_jb, 2);
+    siglongjmp(g.abort_jb, 2);
 }
 
 // ------------------------------------------------------------------------------------- shared memory
@@ -302,6 +304,22 @@ inline void run_block(std::mt19937_64* rng) {
     }
 }
 
+// A memory fault inside a kernel (an access far outside every buffer) ends the launch with an error
+// instead of the process. Not under ASan, which reports faults itself.
+inline void on_fault(int, siginfo_t* si, void*) {
+    g.fault_addr = si->si_addr;
+    char msg[200];
+    snprintf(msg, sizeof msg, "out of bounds: memory fault at address %p", si->si_addr);
+    if (!g.failed) {
+        char where[160];
+        snprintf(where, sizeof where, " (block (%u, %u, %u)%s", g.bid.x, g.bid.y, g.bid.z, g.cur ? "" : ")");
+        g.error = std::string(msg) + where + (g.cur ? ", thread " + std::to_string(g.cur->tid.x) + ")" : std::string());
+    }
+    g.failed = true;
+    g.fibers_valid = false;
+    siglongjmp(g.abort_jb, 3);
+}
+
 inline int launch(const Launch* L, void (*job)(const void*), const void* payload) {
     g.failed = false;
     g.error.clear();
@@ -336,7 +354,16 @@ inline int launch(const Launch* L, void (*job)(const void*), const void* payload
     }
     const long long count = (L->blocks || L->shuffle) ? (long long)ids.size() : total;
     int rc = 0;
-    if (_setjmp(g.abort_jb) == 0) {
+#ifndef CUEMU_ASAN
+    struct sigaction sa, old_segv, old_bus;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = on_fault;
+    sa.sa_flags = SA_SIGINFO | SA_NODEFER;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGSEGV, &sa, &old_segv);
+    sigaction(SIGBUS, &sa, &old_bus);
+#endif
+    if (sigsetjmp(g.abort_jb, 1) == 0) {
         for (long long k = 0; k < count; ++k) {
             const long long b = (L->blocks || L->shuffle) ? ids[size_t(k)] : k;
             if (b < 0 || b >= total) fail("block id outside the grid");
@@ -356,6 +383,10 @@ inline int launch(const Launch* L, void (*job)(const void*), const void* payload
         g.cur = nullptr;
         rc = 1;  // fail() jumped here from a fiber or the scheduler
     }
+#ifndef CUEMU_ASAN
+    sigaction(SIGSEGV, &old_segv, nullptr);
+    sigaction(SIGBUS, &old_bus, nullptr);
+#endif
     _mm_setcsr(csr);
     if (rc) report(g.error);
     return rc;

@@ -43,8 +43,18 @@ def _root(a: np.ndarray) -> np.ndarray:
     return a
 
 
+_ALL_BUILT = False
+
+
 def kernel_modules(dtype_name: str, in_dtype_name: str | None = None, sanitize: bool = False) -> Module:
-    """The module of arraymel's kernels that the GPU path compiles for one (compute, input) dtype pair."""
+    """The module of arraymel's kernels that the GPU path compiles for one (compute, input) dtype pair.
+
+    The first call of a process compiles every module at once, in parallel (a cache hit afterwards).
+    """
+    global _ALL_BUILT
+    if not _ALL_BUILT and not sanitize:
+        build_all_kernels()
+        _ALL_BUILT = True
     return build(kernels.SOURCE, kernels.name_expressions(dtype_name, in_dtype_name), sanitize)
 
 
@@ -130,7 +140,8 @@ class EmuOps:
         if isinstance(a, kernels.Ptr):
             a, offset = a.array, a.offset
         if not isinstance(a, np.ndarray):
-            raise TypeError(f"device pointer argument of type {type(a).__name__}")
+            raise TypeError(f"kernel argument {a!r} ({type(a).__name__}): pass a NumPy scalar of the exact C type, "
+                            "an array or a Ptr")
         root = _root(a)
         address = a.ctypes.data + offset * a.dtype.itemsize
         if self.sanitize or not self._guarded(root):
