@@ -15,13 +15,15 @@
 
 from __future__ import annotations
 
+import types
 import warnings
 
 import numpy as np
 import pytest
 
 import arraymel
-from _helpers import assert_db_close, assert_power_close, max_abs_diff
+import spec_bands
+from _helpers import assert_db_close, max_abs_diff
 from arraymel import _backend
 from arraymel._config import MelConfig
 from arraymel._cupy.engine import Constants, consts_host
@@ -30,14 +32,16 @@ from arraymel._cupy.fused import (
 )
 from arraymel._cupy.fused_kernels import FUSED_MAX_BUTTERFLIES
 from arraymel._cupy.kernels import BLOCK, SMEM_LIMIT
-from arraymel._cupy.params import mel_params
+from arraymel._cupy.params import decode_key, mel_params
 import oracle
-from cuda_cpu import EmuOps, KernelError, build, build_many, emulated_engine
+from cuda_cpu import EmuOps, KernelError, build_many, emulated_engine
+from cuda_cpu.scale import ScaleOps
 from arraymel._cupy.fused_kernels import FUSED_KERNELS, FUSED_PARAMS, FUSED_SOURCE, fused_name_expression
 from arraymel._cupy.kernels import COMPUTE_CTYPES, INPUT_CTYPES, pack_args
 from fused_model import power_rows, stockham, unpack_radices
 from test_cupy_emulated import GRID, _signal
 from test_cupy_fake import fake_pipeline  # noqa: F401 - the fixture (a NumPy stand-in for CuPy)
+from test_cupy_scale import frame_oracle
 from test_parity_oracle import CASE_NAMES, CASES, input_as, oracle_output
 
 #: The sizes the issue asks for, and two more that need radix 3 and a lone radix 5.
@@ -45,30 +49,10 @@ SIZES = [256, 320, 400, 512, 1024, 2048, 4096]
 EXTRA_SIZES = [384, 600, 20]
 
 
-#: SPEC.md's float32 bounds by power-equivalent distance below the maximum: (upper edge in dB, bound).
-F32_BANDS = ((60.0, 1e-3), (80.0, 3e-3), (100.0, 2e-2))
-
-
 def assert_spec_close(out, expected, dtype: str, params: dict) -> dict:
-    """SPEC.md's tolerances against the float64 evaluation; returns the max difference per band."""
-    a, b = np.asarray(out, np.float64), np.asarray(expected, np.float64)
-    assert a.shape == b.shape and np.array_equal(np.isnan(a), np.isnan(b)), "shape or NaN placement differs"
-    finite = ~np.isnan(b)
-    if not finite.any():
-        return {}
-    if not params.get("power_to_db", True):
-        rtol, atol = (1e-10, 1e-13) if dtype == "float64" else (1e-4, 1e-6)
-        return {"power": assert_power_close(a[finite], b[finite], rtol=rtol, atol_frac=atol)}
-    if dtype == "float64":
-        return {"all": assert_db_close(a[finite], b[finite], 1e-9)}
-    below = (np.max(b[finite]) - b) * 2.0 / params.get("mag_exp", 2.0)
-    out_d, lo = {}, 0.0
-    for hi, tol in F32_BANDS:
-        m = finite & (below >= lo) & (below <= hi)
-        if m.any():
-            out_d[f"{lo:.0f}-{hi:.0f} dB"] = assert_db_close(a[m], b[m], tol)
-        lo = hi
-    return out_d
+    """SPEC.md's tolerances (tests/spec_bands.py) for a config's output."""
+    return spec_bands.assert_spec_close(out, expected, dtype=dtype, power_to_db=params.get("power_to_db", True),
+                                        mag_exp=params.get("mag_exp", 2.0))
 
 
 def fused_modules(source: str = FUSED_SOURCE, dtypes=tuple(COMPUTE_CTYPES), inputs=tuple(INPUT_CTYPES)) -> dict:
@@ -400,3 +384,80 @@ def test_gpu_fused_equals_cufft_path_and_allocates_nothing_new(n_fft, dtype):
     for _ in range(3):
         mel(x, backend="cupy-fused")
     assert pool.total_bytes() == total
+
+
+# ------------------------------------------------------------------------------------ scale mode
+class FusedScaleOps(ScaleOps):
+    """The emulator's scale mode (sparse buffers, sampled blocks) with the fused kernel: a launch runs its
+    corner blocks, a few random ones and the blocks of the sampled ``(row, frame)`` outputs."""
+
+    source = FUSED_SOURCE
+
+    def begin_fused(self, engine: FusedEngine, frames: int, samples: set) -> None:
+        self.p, self.samples = engine.p, samples
+        self.plan = types.SimpleNamespace(problem=types.SimpleNamespace(frames=frames))
+
+    def launch(self, kernel, dtype_name, in_dtype_name, grid, block, smem, args):
+        if kernel not in FUSED_KERNELS:
+            return super().launch(kernel, dtype_name, in_dtype_name, grid, block, smem, args)
+        a = {name: v for (_, name), v in zip(FUSED_PARAMS[kernel], args)}
+        grid = tuple(int(g) for g in grid)
+        self.grids.setdefault(kernel, set()).add(grid)
+        tiles, fpb = int(a["tiles"]), int(a["fpb"])
+        ids = self._corners_and_random(grid) | {b * tiles + f // fpb for b, f in self.samples}
+        self.sample = lambda expression, g, chosen=sorted(ids): chosen
+        self.blocks_run[kernel] = self.blocks_run.get(kernel, 0) + len(ids)
+        try:
+            FusedEmuOps.launch(self, kernel, dtype_name, in_dtype_name, grid, block, smem, args)
+        finally:
+            self.sample = None
+
+
+def run_fused_scale(batch: int, samples: int, in_dtype: str, params: dict):
+    rng = np.random.default_rng(batch + samples)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        mp = mel_params(MelConfig.create(**params), "float32")
+    ops = FusedScaleOps(seed=1)
+    eng = FusedEngine(mp, ops, Constants(**{k: ops.to_device(v) if isinstance(v, np.ndarray) else v
+                                            for k, v in consts_host(mp).items()}), ops.to_device(twiddles_host(mp)))
+    frames = 1 + samples // mp.hop
+    rows = sorted({0, batch - 1, int(rng.integers(0, batch))})
+    fs = sorted({0, 1, frames - 2, frames - 1, *(int(v) for v in rng.integers(0, frames, 3))})
+    x = ops.sparse((batch, samples), in_dtype)
+    fft, hop = params["fft_length"], params["sequence_stride"]
+    for b in rows:  # signal only where the sampled frames read (the rest stays zero pages)
+        for f in fs:
+            lo, hi = max(0, f * hop - fft), min(samples, f * hop + fft)
+            sig = rng.standard_normal(hi - lo) * 0.3 + np.sin(np.arange(lo, hi) * 0.05)
+            x[b, lo:hi] = np.round(sig * 3000) if np.dtype(in_dtype).kind == "i" else sig
+    out = ops.sparse((batch, mp.n_mels, frames), "float32")
+    keys = []
+    zeros = ops.zeros
+    ops.zeros = lambda n, dt: keys.append(zeros(n, dt)) or keys[-1]
+    ops.begin_fused(eng, frames, {(b, f) for b in rows for f in fs})
+    plan = eng.run(x, out)
+    got = np.stack([out[b][:, fs] for b in rows])
+    want = np.stack([np.stack([frame_oracle(x[b], f, params) for f in fs], axis=1) for b in rows])
+    if params.get("top_db") is not None:  # the clip against the maximum the sampled blocks found
+        floor = decode_key(keys[-1][0], "float32") - params["top_db"]
+        want = np.maximum(want, floor)
+    spec_bands.assert_spec_close(got, want, dtype="float32")
+    return plan, ops
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", ["1 hour", "70,000 rows", "2^31 + 3 samples", "2^31 output elements"])
+def test_fused_kernel_at_gpu_sizes(case):
+    """The fused launch's real geometry at GPU sizes, sampled blocks checked against the oracle."""
+    batch, samples, in_dtype, params = {
+        "1 hour": (1, 3600 * 16000, "float32", dict(fft_length=2048, sequence_stride=512, num_mel_bins=128)),
+        "70,000 rows": (70_000, 2000, "int16", dict(fft_length=512, sequence_stride=128, num_mel_bins=64,
+                                                    top_db=None)),
+        "2^31 + 3 samples": (1, 2**31 + 3, "float32", dict(fft_length=1024, sequence_stride=256, num_mel_bins=64,
+                                                           top_db=None)),
+        "2^31 output elements": (2, 2**30, "float32", dict(fft_length=256, sequence_stride=64, num_mel_bins=128)),
+    }[case]
+    plan, ops = run_fused_scale(batch, samples, in_dtype, params)
+    (grid,) = ops.grids["am_fused_mel"]
+    assert grid[0] == batch * -(-plan.frames // plan.fpb) <= 2**31 - 1 and plan.n_chunks == 1

@@ -128,7 +128,7 @@ class Engine:
         the pointers (as element offsets) and sizes change, so the host's cost per chunk is a few
         microseconds plus the launches themselves.
         """
-        p, ops, c = self.p, self.ops, self.c
+        p, ops = self.p, self.ops
         prob = plan.problem
         B, n = prob.batch, prob.samples
         if B == 0:
