@@ -1,8 +1,10 @@
 """Namespace and device detection, and the choice of a fast path.
 
-Paths: ``"numpy"`` (the tuned CPU path, :mod:`arraymel._numpy`), ``"cupy"`` (the fused GPU path,
+Paths: ``"numpy"`` (the tuned CPU path, :mod:`arraymel._numpy`), ``"cupy"`` (the GPU path,
 :mod:`arraymel._cupy`) and ``"generic"`` (:mod:`arraymel.core`, any Array API namespace). CuPy is
-imported only when the input is a CuPy array or a CUDA device is asked for.
+imported only when the input is a CuPy array or a CUDA device is asked for. ``backend="cupy-fused"``
+is the GPU path with the fused kernel (:mod:`arraymel._cupy.fused`; opt-in, sizes it does not
+cover run the cuFFT kernels): the plan's ``fft`` says which.
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ from typing import Any
 
 import numpy as np
 
-BACKENDS = ("auto", "generic", "numpy", "cupy")
+BACKENDS = ("auto", "generic", "numpy", "cupy", "cupy-fused")
+#: The GPU backends and the transform each asks for.
+GPU_FFTS = {"cupy": "cufft", "cupy-fused": "fused"}
 OUTPUTS = (None, "numpy", "device")
 
 
@@ -52,6 +56,7 @@ class Plan:
     cuda_index: int | None
     input_kind: str  # "numpy" | "cupy" | "other"
     output: str | None
+    fft: str = "cufft"  # the GPU path's transform: "cufft" or "fused" (backend="cupy-fused")
 
 
 def choose(x: Any, *, device: Any = None, backend: str = "auto", output: str | None = None) -> Plan:
@@ -68,15 +73,16 @@ def choose(x: Any, *, device: Any = None, backend: str = "auto", output: str | N
     else:
         kind = "other"
 
+    fft = GPU_FFTS.get(backend, "cufft")
     if dev is not None and dev[0] == "cuda":
-        if backend not in ("auto", "cupy"):
-            raise ValueError(f"backend={backend!r} cannot compute on device={device!r}: use backend='auto' or 'cupy'.")
+        if backend not in ("auto", *GPU_FFTS):
+            raise ValueError(f"backend={backend!r} cannot compute on device={device!r}: use backend='auto', 'cupy' or 'cupy-fused'.")
         if kind == "other":
             raise ValueError(f"device={device!r} needs NumPy or CuPy input; got {type(x).__module__}.{type(x).__name__}.")
-        return Plan("cupy", dev[1], kind, output)
+        return Plan("cupy", dev[1], kind, output, fft)
     if dev is not None and dev[0] == "cpu":
-        if backend == "cupy":
-            raise ValueError("backend='cupy' cannot compute on device='cpu'.")
+        if backend in GPU_FFTS:
+            raise ValueError(f"backend={backend!r} cannot compute on device='cpu'.")
         if kind == "other":
             return Plan("generic", None, kind, output)
         return Plan("generic" if backend == "generic" else "numpy", None, kind, output)
@@ -87,10 +93,10 @@ def choose(x: Any, *, device: Any = None, backend: str = "auto", output: str | N
         if kind != "numpy":
             raise ValueError(f"backend='numpy' needs NumPy input (or device='cpu'); got a {kind} array.")
         return Plan("numpy", None, kind, output)
-    if backend == "cupy":
+    if backend in GPU_FFTS:
         if kind == "other":
-            raise ValueError("backend='cupy' needs NumPy or CuPy input.")
-        return Plan("cupy", None, kind, output)
+            raise ValueError(f"backend={backend!r} needs NumPy or CuPy input.")
+        return Plan("cupy", None, kind, output, fft)
     if kind == "numpy":
         return Plan("numpy", None, kind, output)
     if kind == "cupy":

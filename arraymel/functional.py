@@ -48,7 +48,8 @@ def _state(cfg: MelConfig, plan: _backend.Plan, xp: Any, device: Any, dtype_name
     if plan.path == "cupy":
         from arraymel._cupy.pipeline import CupyState
 
-        return cache.get((cfg.key, "cupy", device, dtype_name), lambda: CupyState(cfg, dtype_name, device))
+        return cache.get((cfg.key, "cupy", device, dtype_name, plan.fft),
+                         lambda: CupyState(cfg, dtype_name, device, fft=plan.fft))
     from arraymel.core._xp import namespace_name
     from arraymel.core.mel import GenericState
 
@@ -165,9 +166,11 @@ def mel_spectrogram(
         None returns the input's namespace (NumPy in, NumPy out, even when computed on a GPU);
         ``"numpy"`` always returns NumPy (a copy from the GPU, which waits for it); ``"device"``
         returns the array where it was computed (CuPy for ``device="cuda"``).
-    backend : {"auto", "generic", "numpy", "cupy"}
+    backend : {"auto", "generic", "numpy", "cupy", "cupy-fused"}
         ``"auto"`` picks the tuned NumPy path for NumPy input, the CuPy path for CuPy input, and
-        the generic Array API path otherwise; the others force one.
+        the generic Array API path otherwise; the others force one. ``"cupy-fused"`` is the CuPy
+        path with one fused kernel instead of cuFFT (opt-in, not yet measured on a GPU; sizes it
+        does not cover use cuFFT: see docs/gpu.md).
     max_memory : int, optional
         Work-area budget in bytes; the input is processed in blocks of frames (and, on a GPU,
         of examples) so that temporary memory stays under it. The default adapts to the path.

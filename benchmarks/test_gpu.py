@@ -1,4 +1,5 @@
-"""GPU benchmarks: arraymel's CuPy path against the naive CuPy pipeline, torchaudio (MelSpectrogram +
+"""GPU benchmarks: arraymel's CuPy path (cuFFT, the default) and its fused kernel (``arraymel-fused``,
+``backend="cupy-fused"``) against the naive CuPy pipeline, torchaudio (MelSpectrogram +
 amplitude_to_DB) and a torch.stft pipeline, on the same inputs in one process.
 
 Workloads (``arraymel.bench.workloads``): Keras defaults and the speech configuration (fft 400,
@@ -26,7 +27,7 @@ from arraymel.bench.workloads import WORKLOADS, workload
 
 pytestmark = pytest.mark.gpu
 
-GPU_PEERS = ["arraymel", "naive-cupy", "torchaudio", "torch-stft"]
+GPU_PEERS = ["arraymel", "arraymel-fused", "naive-cupy", "torchaudio", "torch-stft"]
 GPU_WORKLOADS = {
     "keras-512x10s": WORKLOADS["keras-512x10s"],
     "speech-512x10s": WORKLOADS["speech-512x10s"],
@@ -123,11 +124,12 @@ def _stage_rows(cupy: Any) -> list[dict]:
     import arraymel
 
     rows = []
-    for name in ("keras-512x10s", "speech-512x10s", "keras-1x10s"):
+    for name, backend in [(n, b) for n in ("keras-512x10s", "speech-512x10s", "keras-1x10s", "speech-1x10s")
+                          for b in ("cupy", "cupy-fused")]:
         w = GPU_WORKLOADS[name]
         x = cupy.asarray(_batch(name))
         mel = arraymel.MelSpectrogram(**w.params)
-        mel(x)
+        mel(x, backend=backend)
         state = next(iter(mel._cache._d.values()))
         ops = state.ops
         marks: list[tuple[str, Any, Any]] = []
@@ -145,7 +147,7 @@ def _stage_rows(cupy: Any) -> list[dict]:
         try:
             start, end = cupy.cuda.Event(), cupy.cuda.Event()
             start.record()
-            mel(x)
+            mel(x, backend=backend)
             end.record()
             end.synchronize()
         finally:
@@ -154,7 +156,7 @@ def _stage_rows(cupy: Any) -> list[dict]:
         per: dict[str, float] = {}
         for label, e0, e1 in marks:
             per[label] = per.get(label, 0.0) + cupy.cuda.get_elapsed_time(e0, e1)
-        rows.append({"workload": name, "total_ms": total, "stages_ms": per, "launches": len(marks),
+        rows.append({"workload": name, "backend": backend, "total_ms": total, "stages_ms": per, "launches": len(marks),
                      "path": state.last_call.path, "chunks": state.last_call.chunks})
     return rows
 
@@ -183,7 +185,7 @@ def test_gpu_table():
     print("\nstage costs of one call (CUDA events around each launch)")
     for r in stages:
         parts = ", ".join(f"{k} {v:.3f}" for k, v in sorted(r["stages_ms"].items()))
-        print(f"{r['workload']:16s} total {r['total_ms']:.3f} ms over {r['launches']} launches "
+        print(f"{r['workload']:16s} {r['backend']:10s} total {r['total_ms']:.3f} ms over {r['launches']} launches "
               f"({r['path']}, {r['chunks']} chunks): {parts}")
     path = os.environ.get("ARRAYMEL_GPU_BENCH_JSON")
     if path:

@@ -13,7 +13,7 @@ import pytest
 from arraymel._config import MelConfig
 from arraymel._cupy import chunking
 from arraymel._cupy.chunking import (
-    MAX_ELEMS, MAX_ROWS, Problem, RetryLog, default_budget, is_oom_error, min_budget, plan_chunks, run_with_retry,
+    MAX_ELEMS, Problem, RetryLog, default_budget, is_oom_error, min_budget, plan_chunks, run_with_retry,
     work_bytes,
 )
 from arraymel._cupy.params import band_table, mel_launch, mel_params
@@ -23,6 +23,10 @@ from arraymel.core.filterbank import filterbank_host
 MiB = 2**20
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*mel bands receive no FFT bin:UserWarning")
+
+
+#: CUDA's limit on gridDim.y (and z): the signal kernels put rows there.
+CUDA_GRID_Y_MAX = 65535
 
 
 def problem(batch=4, seconds=1.0, fft=2048, hop=512, mels=128, itemsize=4, inplace_ok=True, sr=16000) -> Problem:
@@ -83,7 +87,7 @@ def test_plan_covers_everything_within_budget(case, budget):
         assert plan.work_bytes <= budget, (plan, budget)
     else:  # a budget under one frame's work still makes progress, one frame at a time
         assert plan.rows == 1 and plan.frames == 1
-    assert plan.rows <= MAX_ROWS
+    assert plan.rows <= CUDA_GRID_Y_MAX
     assert plan.max_input_elems <= MAX_ELEMS and plan.max_spectrum_elems <= MAX_ELEMS
 
 
@@ -127,9 +131,20 @@ def test_empty_batch_and_bad_budget():
 def test_int32_limits_respected_for_huge_budgets():
     p = problem(batch=65536 * 3, seconds=10.0)
     plan = plan_chunks(p, 2**40)
-    assert plan.rows <= MAX_ROWS
+    assert plan.rows <= CUDA_GRID_Y_MAX
     assert plan.max_spectrum_elems <= MAX_ELEMS and plan.max_input_elems <= MAX_ELEMS
     check_cover(plan)
+
+
+def test_rows_per_chunk_stop_at_cuda_s_grid_y_limit():
+    """Rows are gridDim.y of the signal kernels: CUDA allows 65,535 (not the planner's own constant)."""
+    for path_ok in (True, False):
+        for batch in (65535, 65536, 131071):
+            p = problem(batch=batch, seconds=0.002, fft=64, hop=16, mels=8, inplace_ok=path_ok)
+            plan = plan_chunks(p, 2**40)
+            assert plan.rows <= CUDA_GRID_Y_MAX and max(c.rows for c in plan.chunks()) <= CUDA_GRID_Y_MAX
+            assert plan.n_row_chunks == -(-batch // CUDA_GRID_Y_MAX)  # no more chunks than the limit needs
+            check_cover(plan)
 
 
 # ------------------------------------------------------------------------------------ budget
@@ -320,7 +335,7 @@ def test_three_tap_window_is_exact_in_float64():
 # ------------------------------------------------------------------------------------ imports
 def test_planning_modules_do_not_import_cupy():
     code = ("import sys\nimport arraymel._cupy.kernels, arraymel._cupy.chunking, arraymel._cupy.plans, "
-            "arraymel._cupy.params, arraymel._cupy.engine, arraymel._cupy.emulate\n"
+            "arraymel._cupy.params, arraymel._cupy.engine\n"
             "print('cupy' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

@@ -4,7 +4,7 @@ on the CPU against a NumPy stand-in for CuPy.
 The stand-in gives arrays a ``device`` and a ``data.ptr`` (their real host address), a plan class
 with CuPy's ``PlanNd`` signature whose ``fft`` replays the layout with NumPy, and kernels that map
 the raw addresses the pipeline passes back to the allocations they point into and run the NumPy
-model of :mod:`arraymel._cupy.emulate`. So the code that only runs with CuPy is executed here:
+model of ``tests/kernel_model.py``. So the code that only runs with CuPy is executed here:
 argument conversion to device addresses, plan keys and reuse, the compile cache's keys, the
 default budget, the out-of-memory path. CuPy itself, NVRTC and cuFFT are not involved.
 """
@@ -91,7 +91,7 @@ class FakeRuntimeError(RuntimeError):
 
 
 def make_fake_cupy(limit_bytes: list) -> types.ModuleType:
-    from arraymel._cupy.emulate import NumpyOps
+    from kernel_model import NumpyOps
     from arraymel._cupy.engine import FftLayout
 
     cupy = types.ModuleType("cupy")
@@ -184,7 +184,7 @@ class FakeKernels:
 
     def function(self, device_id, kernel, dtype_name, in_dtype_name=None):
         from arraymel._cupy import kernels
-        from arraymel._cupy.emulate import NumpyOps
+        from kernel_model import NumpyOps
 
         key = (device_id, kernel, dtype_name, in_dtype_name if kernel in kernels.INPUT_KERNELS else None)
         if key not in self.keys:

@@ -3,8 +3,11 @@ float64, every input type: a broken kernel cannot land even where CI has no GPU.
 
 ``nvcc`` builds :data:`arraymel._cupy.kernels.SOURCE` plus a table of the addresses of every
 instantiation the GPU path can ask for, straight to machine code (``-cubin``: ptxas runs too),
-warnings as errors, both architectures at once in two processes. ptxas's resource report must
-show no spills and no stack frame (a local-memory array would show here). Skipped without nvcc.
+warnings as errors, both architectures at once in two processes. The fused kernels
+(:data:`arraymel._cupy.fused_kernels.FUSED_SOURCE`, every input type) are a second translation unit,
+built the same way. ptxas's resource report must show no spills and no stack frame (a
+local-memory array would show here: the fused kernel's butterfly registers must stay registers).
+Skipped without nvcc.
 When CuPy's NVRTC binding loads (the runtime compiler), the same name expressions are compiled
 with it as well. Neither test needs a GPU or imports CuPy unless it is installed.
 """
@@ -19,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from arraymel._cupy import kernels
+from arraymel._cupy import fused_kernels, kernels
 
 ARCHS = ("sm_80", "sm_90")
 
@@ -37,26 +40,49 @@ def _nvcc() -> str | None:
 NVCC = _nvcc()
 
 
+#: The translation units: the cuFFT path's kernels and the fused kernels.
+UNITS = {"kernels": kernels.nvcc_translation_unit, "fused": fused_kernels.nvcc_fused_translation_unit}
+
+
+def _build_all(d: Path) -> dict:
+    """Every (unit, arch) in parallel; returns {(unit, arch): (returncode, report, cubin)}."""
+    procs = {}
+    for unit, text in UNITS.items():
+        src = d / f"arraymel_{unit}.cu"
+        src.write_text(text())
+        for arch in ARCHS:
+            procs[unit, arch] = subprocess.Popen(
+                [NVCC, "-std=c++14", f"-arch={arch}", "-cubin", "-o", str(d / f"{unit}_{arch}.cubin"), str(src),
+                 "--resource-usage", "-Werror", "all-warnings"],
+                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            )
+    out = {}
+    for key, p in procs.items():
+        report, _ = p.communicate(timeout=300)
+        out[key] = (p.returncode, report, d / f"{key[0]}_{key[1]}.cubin")
+    return out
+
+
 @pytest.fixture(scope="module")
-def compiled(tmp_path_factory):
-    """Compile once per module for both architectures in parallel; returns {arch: (returncode, report)}."""
+def built(tmp_path_factory):
+    """Compile once per module, every unit for both architectures in parallel."""
     if NVCC is None:
         pytest.skip("nvcc not found (set CUDA_HOME or put nvcc on PATH)")
-    d = tmp_path_factory.mktemp("kernels")
-    unit = d / "arraymel_kernels.cu"
-    unit.write_text(kernels.nvcc_translation_unit())
-    procs = {
-        arch: subprocess.Popen(
-            [NVCC, "-std=c++14", f"-arch={arch}", "-cubin", "-o", str(d / f"am_{arch}.cubin"), str(unit),
-             "--resource-usage", "-Werror", "all-warnings"],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        )
-        for arch in ARCHS
-    }
+    return _build_all(tmp_path_factory.mktemp("kernels"))
+
+
+@pytest.fixture(scope="module")
+def compiled(built):
+    """{arch: (returncode, report, cubin)} of the cuFFT path's kernels."""
+    return {arch: built["kernels", arch] for arch in ARCHS}
+
+
+def entry_resources(report: str) -> dict[str, tuple[int, int]]:
+    """``{mangled entry: (registers, static shared bytes)}`` from ptxas's ``--resource-usage`` report."""
     out = {}
-    for arch, p in procs.items():
-        report, _ = p.communicate(timeout=300)
-        out[arch] = (p.returncode, report, d / f"am_{arch}.cubin")
+    for m in re.finditer(r"Compiling entry function '(\w+)' for '\w+'.*?Used (\d+) registers[^\n]*?(?:(\d+) bytes smem)?\n",
+                         report, re.S):
+        out[m.group(1)] = (int(m.group(2)), int(m.group(3) or 0))
     return out
 
 
@@ -98,14 +124,37 @@ def test_nvrtc_compiles_every_module():
         nvrtc.getVersion()
     except Exception as e:  # the binding imports, but libnvrtc is missing
         pytest.skip(f"NVRTC is not loadable: {e}")
-    for dt in kernels.COMPUTE_CTYPES:
-        for it in [None, *kernels.INPUT_CTYPES]:
-            exprs = kernels.name_expressions(dt, it)
-            prog = nvrtc.createProgram(kernels.SOURCE, "arraymel.cu", [], [])
-            for e in exprs:
-                nvrtc.addNameExpression(prog, e)
-            try:
-                nvrtc.compileProgram(prog, ["--std=c++14", "-ftz=true", "-arch=compute_80"])
-            except nvrtc.NVRTCError as err:
-                pytest.fail(f"NVRTC failed for {exprs}: {err}\n{nvrtc.getProgramLog(prog)}")
-            assert all(nvrtc.getLoweredName(prog, e) for e in exprs)
+    modules = [(kernels.SOURCE, kernels.name_expressions(dt, it))
+               for dt in kernels.COMPUTE_CTYPES for it in [None, *kernels.INPUT_CTYPES]]
+    modules += [(fused_kernels.FUSED_SOURCE, fused_kernels.fused_name_expressions(dt, it))
+                for dt in kernels.COMPUTE_CTYPES for it in kernels.INPUT_CTYPES]
+    for source, exprs in modules:
+        prog = nvrtc.createProgram(source, "arraymel.cu", [], [])
+        for e in exprs:
+            nvrtc.addNameExpression(prog, e)
+        try:
+            nvrtc.compileProgram(prog, ["--std=c++14", "-ftz=true", "-arch=compute_80"])
+        except nvrtc.NVRTCError as err:
+            pytest.fail(f"NVRTC failed for {exprs}: {err}\n{nvrtc.getProgramLog(prog)}")
+        assert all(nvrtc.getLoweredName(prog, e) for e in exprs)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_every_fused_kernel_compiles_without_spills(built, arch):
+    """Every input type x float/double; no spills, no stack frame (the butterflies' register arrays are
+    fully unrolled); registers: float <= 64 (four 256-thread blocks per SM), double <= 128 (two)."""
+    rc, report, cubin = built["fused", arch]
+    assert rc == 0, f"nvcc failed for the fused kernels on {arch}:\n{report}"
+    assert cubin.is_file() and cubin.stat().st_size > 0
+    res = entry_resources(report)
+    assert len(res) == len(fused_kernels.all_fused_name_expressions()), "an instantiation is missing"
+    frames = re.findall(r"(\d+) bytes stack frame, (\d+) bytes spill stores, (\d+) bytes spill loads", report)
+    assert frames and all(f == ("0", "0", "0") for f in frames), report
+    for entry, (regs, _smem) in res.items():
+        t = re.match(r"_Z12am_fused_melI\w(\w)E", entry).group(1)
+        assert regs <= (64 if t == "f" else 128), f"{entry}: {regs} registers"
+
+
+def test_fused_source_is_self_contained():
+    assert "#include" not in fused_kernels.FUSED_SOURCE
+    assert kernels.parse_signatures(fused_kernels.FUSED_SOURCE) == fused_kernels.FUSED_PARAMS

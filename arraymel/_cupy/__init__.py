@@ -10,9 +10,11 @@ Modules, by idea (only :mod:`arraymel._cupy.pipeline` imports CuPy, and only whe
   out-of-memory retry, all pure Python.
 - :mod:`~arraymel._cupy.plans`: the bounded LRU of cuFFT plans (and their work areas).
 - :mod:`~arraymel._cupy.engine`: the chunk loop that drives the kernels through an ``ops`` object.
-- :mod:`~arraymel._cupy.emulate`: a NumPy model of every kernel and of the cuFFT layouts, with
-  bounds checks, so that the engine's index arithmetic is tested without a GPU.
+- :mod:`~arraymel._cupy.fused_kernels` and :mod:`~arraymel._cupy.fused`: the opt-in fused kernel
+  (``backend="cupy-fused"``: window, FFT, mel and dB in one kernel, no spectrum in memory) and its
+  engine; sizes it does not cover run the cuFFT engine.
 - :mod:`~arraymel._cupy.pipeline`: ``to_device`` and ``CupyState`` (imports CuPy).
 
+The tests run the engine on a CPU emulator of the kernels (``tests/cuda_cpu``, not installed).
 See docs/gpu.md for the design and what has and has not been measured.
 """

@@ -3,8 +3,8 @@
 ``ops`` allocates buffers, launches a named kernel with its packed arguments (checked by
 :func:`arraymel._cupy.kernels.pack_args`; pointers are :class:`~arraymel._cupy.kernels.Ptr`, an
 array plus an element offset) and runs a batched real FFT with a given layout. :class:`arraymel._cupy.pipeline.CupyOps` does this with CuPy (NVRTC kernels, cached
-cuFFT plans, the current stream); :class:`arraymel._cupy.emulate.NumpyOps` does it with NumPy and
-bounds checks, so that every index and layout computed here is tested without a GPU.
+cuFFT plans, the current stream); the tests' ``tests/cuda_cpu`` runs the same kernel text compiled
+with g++ on the CPU, so that every index and layout computed here is tested without a GPU.
 
 Per chunk (see :mod:`arraymel._cupy.chunking`), three launches:
 
@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from arraymel._cupy.chunking import ChunkPlan, Problem, RetryLog, min_budget, plan_chunks, run_with_retry
-from arraymel._cupy.kernels import BLOCK, CLIP_ITEMS, INPUT_CTYPES, PAD_ITEMS, Prepared, Ptr, pack_args
+from arraymel._cupy.kernels import BLOCK, CLIP_ITEMS, INPUT_CTYPES, PAD_ITEMS, Prepared, Ptr, Unbound
 from arraymel._cupy.params import MelParams, mel_launch
 
 _GRID_X_MAX = 2**31 - 1
@@ -66,6 +66,11 @@ class Engine:
         self.p, self.ops, self.c = params, ops, consts
         #: blocks a mel launch should make to fill the device (2 per multiprocessor; 0: no preference)
         self.min_blocks = min_blocks
+        #: arguments packed once per (kernel, input dtype): per call and chunk only pointers and sizes change
+        self._kernels: dict[tuple, Prepared] = {}
+        self._clip_args = Prepared("am_clip_top_db", params.dtype_name, None, dict(
+            out=Unbound(params.dtype_name), row_elems=1, tiles=1, max_keys=Unbound(params.key_dtype.name), per_row=0,
+            top_db=params.top_db if params.needs_max else 0.0))
 
     def problem(self, batch: int, samples: int) -> Problem:
         p = self.p
@@ -93,6 +98,8 @@ class Engine:
         """
         p = self.p
         batch_shape, n = tuple(x.shape[:-1]), int(x.shape[-1])
+        if n < 1:  # am_reflect has no index into an empty row (it would read before the row)
+            raise ValueError(f"x has shape {tuple(x.shape)}: the last axis (samples) must hold at least 1 sample.")
         B = 1
         for d in batch_shape:
             B *= int(d)
@@ -121,7 +128,7 @@ class Engine:
         the pointers (as element offsets) and sizes change, so the host's cost per chunk is a few
         microseconds plus the launches themselves.
         """
-        p, ops, c = self.p, self.ops, self.c
+        p, ops = self.p, self.ops
         prob = plan.problem
         B, n = prob.batch, prob.samples
         if B == 0:
@@ -147,24 +154,11 @@ class Engine:
         inplace = plan.path == "inplace"
         block = (BLOCK, 1, 1)
 
-        first = next(iter(plan.chunks()))
-        if inplace:
-            sig_kernel = Prepared("am_pad_reflect", T, tin, dict(
-                x=Ptr(x2), row_stride=row_stride, sample_stride=sample_stride, n=n, seg_start=0, pitch=1,
-                tail=prob.tail, out=sig))
-        else:
-            sig_kernel = Prepared("am_frames_window", T, tin, dict(
-                x=Ptr(x2), row_stride=row_stride, sample_stride=sample_stride, n=n, seg_start=0, hop=p.hop,
-                n_fft=p.n_fft, frames=first.frames, window=c.window, has_window=c.has_window, out=sig))
-        mel_values = dict(
-            spec=spec, frames_row=1, frames=1, tiles=1, nb=p.nb, n_fft=p.n_fft, taps=p.taps if inplace else 0,
-            tap_a=p.tap_a, tap_b=p.tap_b, pmode=p.pmode, half_exp=p.half_exp, bands=c.bands, weights=c.weights,
-            n_mels=p.n_mels, out=Ptr(out), out_row=out_row, out_band=out_band, db=p.db, min_power=p.min_power,
-            ref_db=p.ref_db, has_ref=p.has_ref, max_keys=Ptr(keys), max_mode=max_mode,
-        )
-        if ml.kernel == "am_mel_smem":
-            mel_values.update(fpb=ml.fpb, stride_s=ml.stride_s, bin_lo=p.table.bin_lo, nbu=p.table.nbu)
-        mel_kernel = Prepared(ml.kernel, T, None, mel_values)
+        sig_kernel = self._prepared("am_pad_reflect" if inplace else "am_frames_window", tin).bind(
+            row_stride=row_stride, sample_stride=sample_stride, n=n, out=sig)
+        mel_kernel = self._prepared(ml.kernel, None).bind(
+            spec=spec, taps=p.taps if inplace else 0, out_row=out_row, out_band=out_band, max_mode=max_mode,
+            **(dict(fpb=ml.fpb, stride_s=ml.stride_s) if ml.kernel == "am_mel_smem" else {}))
 
         for ch in plan.chunks():
             rows, fc = ch.rows, ch.frames
@@ -190,6 +184,31 @@ class Engine:
         if max_mode:
             self._clip(out, keys, B, max_mode == 2)
 
+    def _prepared(self, kernel: str, tin: str | None) -> Prepared:
+        """``kernel``'s arguments with this engine's constants, packed once per (kernel, input dtype); a call
+        binds its buffers and sizes (:meth:`Prepared.bind`), a chunk its pointers and offsets."""
+        key = (kernel, tin)
+        prep = self._kernels.get(key)
+        if prep is None:
+            p, c = self.p, self.c
+            T = p.dtype_name
+            if kernel == "am_pad_reflect":
+                values = dict(x=Unbound(tin), row_stride=0, sample_stride=1, n=1, seg_start=0, pitch=1,
+                              tail=max(0, p.n_fft - p.hop), out=Unbound(T))
+            elif kernel == "am_frames_window":
+                values = dict(x=Unbound(tin), row_stride=0, sample_stride=1, n=1, seg_start=0, hop=p.hop,
+                              n_fft=p.n_fft, frames=1, window=c.window, has_window=c.has_window, out=Unbound(T))
+            else:
+                values = dict(
+                    spec=Unbound(T), frames_row=1, frames=1, tiles=1, nb=p.nb, n_fft=p.n_fft, taps=0, tap_a=p.tap_a,
+                    tap_b=p.tap_b, pmode=p.pmode, half_exp=p.half_exp, bands=c.bands, weights=c.weights,
+                    n_mels=p.n_mels, out=Unbound(T), out_row=0, out_band=0, db=p.db, min_power=p.min_power,
+                    ref_db=p.ref_db, has_ref=p.has_ref, max_keys=Unbound(p.key_dtype.name), max_mode=0)
+                if kernel == "am_mel_smem":
+                    values.update(fpb=1, stride_s=1, bin_lo=p.table.bin_lo, nbu=p.table.nbu)
+            prep = self._kernels[key] = Prepared(kernel, T, tin, values)
+        return prep
+
     def _clip(self, out: Any, keys: Any, B: int, per_example: bool) -> None:
         p, ops = self.p, self.ops
         per = BLOCK * CLIP_ITEMS
@@ -199,9 +218,8 @@ class Engine:
             tiles = -(-total // per)
             if tiles > _GRID_X_MAX:
                 raise ValueError(f"output of {total} elements is too large for one top_db pass")
-            ops.launch("am_clip_top_db", T, None, (tiles, 1, 1), (BLOCK, 1, 1), 0, pack_args(
-                "am_clip_top_db", T, None,
-                dict(out=Ptr(out), row_elems=total, tiles=tiles, max_keys=Ptr(keys), per_row=0, top_db=p.top_db)))
+            ops.launch("am_clip_top_db", T, None, (tiles, 1, 1), (BLOCK, 1, 1), 0, self._clip_args.args(
+                out=Ptr(out), row_elems=total, tiles=tiles, max_keys=Ptr(keys), per_row=0))
             return
         row_elems = p.n_mels * out.shape[2]
         tiles = -(-row_elems // per)
@@ -209,10 +227,9 @@ class Engine:
         osz = out.dtype.itemsize
         for r0 in range(0, B, step):
             r1 = min(B, r0 + step)
-            ops.launch("am_clip_top_db", T, None, ((r1 - r0) * tiles, 1, 1), (BLOCK, 1, 1), 0, pack_args(
-                "am_clip_top_db", T, None,
-                dict(out=Ptr(out, r0 * (out.strides[0] // osz)), row_elems=row_elems, tiles=tiles,
-                     max_keys=Ptr(keys, r0), per_row=1, top_db=p.top_db)))
+            ops.launch("am_clip_top_db", T, None, ((r1 - r0) * tiles, 1, 1), (BLOCK, 1, 1), 0, self._clip_args.args(
+                out=Ptr(out, r0 * (out.strides[0] // osz)), row_elems=row_elems, tiles=tiles, max_keys=Ptr(keys, r0),
+                per_row=1))
 
 
 def consts_host(params: MelParams) -> dict:

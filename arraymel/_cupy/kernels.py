@@ -99,7 +99,8 @@ template <> struct am_traits<double> {
 template <typename T> using am_key_t = typename am_traits<T>::key_t;
 
 // Index into [0, n) of position p of the signal extended by reflection (numpy.pad mode="reflect";
-// periodic with period 2 (n - 1), so pads longer than the signal reflect repeatedly).
+// periodic with period 2 (n - 1), so pads longer than the signal reflect repeatedly). Needs n >= 1:
+// an empty row has no index (Engine.compute rejects it).
 __device__ __forceinline__ long long am_reflect(long long p, long long n) {
     if (p >= 0 && p < n) return p;
     if (n == 1) return 0;
@@ -226,13 +227,50 @@ am_frames_window(const TIn* __restrict__ x, long long row_stride, long long samp
 }
 """
 
+#: Phase 2 of the shared-memory mel kernels (``am_mel_smem`` here, ``am_fused_mel`` in
+#: :mod:`arraymel._cupy.fused_kernels`): the power rows of ``fpb`` consecutive frames are in shared
+#: memory, frame ``fl``'s bin ``bin_lo + j`` at ``pw[fl * frame_stride + j * PS]``. Thread t takes frame
+#: ``t % fpb`` and bands ``t / fpb, + 256 / fpb, ...``, so a warp stores runs of consecutive frames of
+#: one band (the output is ``(rows, mels, frames)``); then the block's maximum key for ``top_db``.
+#: ``bands`` holds ``(first bin, bin count, weight offset)`` per band; ``weights`` the non-zero weights
+#: band after band. ``max_mode``: 0 none, 1 one key (batch scope), 2 one key per row.
+#: Every thread of the block must call it (it ends in a block-wide reduction).
+MEL_BANDS_SOURCE = r"""
+template <typename T, int PS>
+__device__ __forceinline__ void am_mel_bands(const T* pw, int frame_stride, int fpb, int f0, int frames, int bin_lo,
+                                             const int* __restrict__ bands, const T* __restrict__ weights, int n_mels,
+                                             T* __restrict__ orow, long long out_band, int db, T min_power, T ref_db,
+                                             int has_ref, am_key_t<T>* __restrict__ max_key, int max_mode)
+{
+    typedef am_key_t<T> K;
+    const int fl = threadIdx.x % fpb;
+    const int lane = threadIdx.x / fpb;
+    const int nlanes = blockDim.x / fpb;
+    const int f = f0 + fl;
+    const T* prow = pw + fl * frame_stride;
+    K kmax = K(0);
+    for (int m = lane; m < n_mels; m += nlanes) {
+        const int lo = bands[3 * m] - bin_lo, cnt = bands[3 * m + 1], off = bands[3 * m + 2];
+        // an empty band is 0, or NaN when the frame's spectrum is not finite (Keras's dense product: 0 * NaN)
+        T acc = cnt ? T(0) : T(0) * prow[0];
+        for (int j = 0; j < cnt; ++j) acc += prow[(lo + j) * PS] * weights[off + j];
+        if (f < frames) {
+            const T v = db ? am_db(acc, min_power, ref_db, has_ref) : acc;
+            orow[(long long)m * out_band + fl] = v;
+            if (max_mode) {
+                const K key = am_traits<T>::to_key(v);
+                kmax = key > kmax ? key : kmax;
+            }
+        }
+    }
+    if (max_mode) am_block_max(kmax, max_key);
+}
+"""
+
 #: Power, window taps, sparse mel, dB, transposed store and the top_db maximum in one pass.
 #: Block b handles ``fpb`` consecutive frames of chunk row ``b / tiles``: phase 1 writes their
 #: power rows (bins ``bin_lo .. bin_lo + nbu``) to shared memory with coalesced spectrum reads;
-#: phase 2 gives thread t frame ``t % fpb`` and bands ``t / fpb, + 256 / fpb, ...``, so a warp
-#: stores runs of consecutive frames of one band (the output is ``(rows, mels, frames)``).
-#: ``bands`` holds ``(first bin, bin count, weight offset)`` per band; ``weights`` the non-zero
-#: weights band after band. ``max_mode``: 0 none, 1 one key (batch scope), 2 one key per row.
+#: phase 2 is :data:`MEL_BANDS_SOURCE`.
 MEL_SMEM_SOURCE = r"""
 template <typename T>
 __global__ void __launch_bounds__(AM_BLOCK)
@@ -244,7 +282,6 @@ am_mel_smem(const T* __restrict__ spec, long long frames_row, int frames, int ti
 {
     extern __shared__ __align__(16) unsigned char am_dynamic_smem[];
     T* pw = reinterpret_cast<T*>(am_dynamic_smem);
-    typedef am_key_t<T> K;
 
     const int row = blockIdx.x / tiles;
     const int tile = blockIdx.x - row * tiles;
@@ -262,28 +299,9 @@ am_mel_smem(const T* __restrict__ spec, long long frames_row, int frames, int ti
     }
     __syncthreads();
 
-    const int fl = threadIdx.x % fpb;
-    const int lane = threadIdx.x / fpb;
-    const int nlanes = blockDim.x / fpb;
-    const int f = f0 + fl;
-    const T* prow = pw + fl * stride_s;
-    T* __restrict__ orow = out + (long long)row * out_row + f;
-    K kmax = K(0);
-    for (int m = lane; m < n_mels; m += nlanes) {
-        const int lo = bands[3 * m] - bin_lo, cnt = bands[3 * m + 1], off = bands[3 * m + 2];
-        // an empty band is 0, or NaN when the frame's spectrum is not finite (Keras's dense product: 0 * NaN)
-        T acc = cnt ? T(0) : T(0) * prow[0];
-        for (int j = 0; j < cnt; ++j) acc += prow[lo + j] * weights[off + j];
-        if (f < frames) {
-            const T v = db ? am_db(acc, min_power, ref_db, has_ref) : acc;
-            orow[(long long)m * out_band] = v;
-            if (max_mode) {
-                const K key = am_traits<T>::to_key(v);
-                kmax = key > kmax ? key : kmax;
-            }
-        }
-    }
-    if (max_mode) am_block_max(kmax, max_keys + (max_mode == 2 ? row : 0));
+    am_mel_bands<T, 1>(pw, stride_s, fpb, f0, frames, bin_lo, bands, weights, n_mels,
+                       out + (long long)row * out_row + f0, out_band, db, min_power, ref_db, has_ref,
+                       max_keys + (max_mode == 2 ? row : 0), max_mode);
 }
 """
 
@@ -345,7 +363,7 @@ am_clip_top_db(T* __restrict__ out, long long row_elems, int tiles, const am_key
 """
 
 #: The whole translation unit (what NVRTC compiles).
-SOURCE = COMMON_SOURCE + PAD_SOURCE + FRAMES_SOURCE + MEL_SMEM_SOURCE + MEL_DIRECT_SOURCE + CLIP_SOURCE
+SOURCE = COMMON_SOURCE + PAD_SOURCE + FRAMES_SOURCE + MEL_BANDS_SOURCE + MEL_SMEM_SOURCE + MEL_DIRECT_SOURCE + CLIP_SOURCE
 
 # --------------------------------------------------------------------------------------- types
 #: Compute dtypes and their C types.
@@ -474,17 +492,36 @@ class Ptr:
         return f"Ptr({type(self.array).__name__}[{self.array.dtype}], +{self.offset})"
 
 
+class Unbound:
+    """Stands for an array of ``dtype_name`` in arguments packed once (:class:`Prepared`), before the array
+    exists: every launch replaces it (so a prepared argument list never keeps a call's buffers alive)."""
+
+    __slots__ = ("dtype",)
+
+    def __init__(self, dtype_name: str):
+        self.dtype = np.dtype(dtype_name)
+
+
 class Prepared:
     """One kernel's arguments for a run: packed and checked once by :func:`pack_args`; per launch,
     :meth:`args` replaces only the arguments that change (a cheap conversion by declared C type)."""
 
     __slots__ = ("kernel", "_args", "_pos", "_ftype")
 
-    def __init__(self, kernel: str, dtype_name: str, in_dtype_name: str | None, values: Mapping[str, Any]):
+    def __init__(self, kernel: str, dtype_name: str, in_dtype_name: str | None, values: Mapping[str, Any],
+                 declared: Mapping[str, tuple] | None = None):
+        declared = KERNEL_PARAMS if declared is None else declared
         self.kernel = kernel
-        self._args = list(pack_args(kernel, dtype_name, in_dtype_name, values))
-        self._pos = {name: (i, ctype) for i, (ctype, name) in enumerate(KERNEL_PARAMS[kernel])}
+        self._args = list(pack_args(kernel, dtype_name, in_dtype_name, values, declared))
+        self._pos = {name: (i, ctype) for i, (ctype, name) in enumerate(declared[kernel])}
         self._ftype = np.dtype(dtype_name).type
+
+    def bind(self, **changes: Any) -> "Prepared":
+        """A copy with some arguments replaced (what stays fixed for a whole call); :meth:`args` then per launch."""
+        new = object.__new__(Prepared)
+        new.kernel, new._pos, new._ftype = self.kernel, self._pos, self._ftype
+        new._args = list(self.args(**changes))
+        return new
 
     def args(self, **changes: Any) -> tuple:
         out = self._args.copy()
@@ -503,14 +540,16 @@ class Prepared:
         return tuple(out)
 
 
-def pack_args(kernel: str, dtype_name: str, in_dtype_name: str | None, values: Mapping[str, Any]) -> tuple:
+def pack_args(kernel: str, dtype_name: str, in_dtype_name: str | None, values: Mapping[str, Any],
+              declared: Mapping[str, tuple] | None = None) -> tuple:
     """The argument tuple of one launch, in declaration order, each value in its exact C type.
 
     Arrays (NumPy or CuPy) or :class:`Ptr` must have the element dtype the parameter declares; scalars are range
     checked and converted to ``numpy.int32``/``int64`` or the compute float type. Unknown or
-    missing names raise.
+    missing names raise. ``declared`` is the parameter table (default :data:`KERNEL_PARAMS`; the fused
+    kernels pass :data:`arraymel._cupy.fused_kernels.FUSED_PARAMS`).
     """
-    spec = KERNEL_PARAMS[kernel]
+    spec = (KERNEL_PARAMS if declared is None else declared)[kernel]
     names = [n for _, n in spec]
     extra = set(values) - set(names)
     if extra:
@@ -557,10 +596,18 @@ class KernelCache:
     """Compiled kernels, one NVRTC module per (device, compute dtype[, input dtype]), built on first use.
 
     CuPy keeps the compiled binary in its on-disk cache as well, so a new process loads rather
-    than recompiles. Thread-safe; ``compiled`` counts the modules built by this process.
+    than recompiles. Thread-safe; ``compiled`` counts the modules built by this process. A cache is
+    for one translation unit: ``source``, the kernels templated on the input type, and the
+    functions that name one instantiation and the instantiations of one module (defaults: this
+    module's kernels; :mod:`arraymel._cupy.fused_kernels` makes one for the fused kernels).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, source: str = SOURCE, input_kernels: tuple = INPUT_KERNELS, expression: Any = None,
+                 expressions: Any = None) -> None:
+        self.source = source
+        self.input_kernels = input_kernels
+        self._expression = expression or name_expression
+        self._expressions = expressions or name_expressions
         self._modules: dict[tuple, Any] = {}
         self._functions: dict[tuple, Any] = {}
         self._lock = threading.Lock()
@@ -568,7 +615,7 @@ class KernelCache:
 
     def function(self, device_id: int, kernel: str, dtype_name: str, in_dtype_name: str | None = None) -> Any:
         """The ``cupy.RawKernel`` of one instantiation on ``device_id``."""
-        key = (device_id, kernel, dtype_name, in_dtype_name if kernel in INPUT_KERNELS else None)
+        key = (device_id, kernel, dtype_name, in_dtype_name if kernel in self.input_kernels else None)
         fn = self._functions.get(key)
         if fn is not None:
             return fn
@@ -579,7 +626,7 @@ class KernelCache:
                 import cupy
 
                 with cupy.cuda.Device(device_id):
-                    fn = mod.get_function(name_expression(kernel, dtype_name, key[3]))
+                    fn = mod.get_function(self._expression(kernel, dtype_name, key[3]))
                 self._functions[key] = fn
             return fn
 
@@ -590,8 +637,8 @@ class KernelCache:
             import cupy
 
             with cupy.cuda.Device(device_id):
-                mod = cupy.RawModule(code=SOURCE, options=("--std=c++14",),
-                                     name_expressions=name_expressions(dtype_name, in_dtype_name))
+                mod = cupy.RawModule(code=self.source, options=("--std=c++14",),
+                                     name_expressions=self._expressions(dtype_name, in_dtype_name))
                 mod.compile()
             self._modules[key] = mod
             self.compiled += 1

@@ -28,6 +28,8 @@ except ImportError as e:  # pragma: no cover - depends on the installation
 from arraymel._config import MelConfig
 from arraymel._cupy.chunking import default_budget, is_oom_error
 from arraymel._cupy.engine import Constants, Engine, FftLayout, consts_host
+from arraymel._cupy.fused import FusedEngine, fused_unsupported, twiddles_host
+from arraymel._cupy.fused_kernels import FUSED_KERNEL_CACHE, FUSED_KERNELS
 from arraymel._cupy.kernels import KERNELS, Ptr
 from arraymel._cupy.params import mel_params
 from arraymel._cupy.plans import PLANS, make_cufft_plan, plan_key
@@ -83,7 +85,8 @@ class CupyOps:
 
     def launch(self, kernel: str, dtype_name: str, in_dtype_name: str | None, grid: tuple, block: tuple, smem: int,
                args: tuple) -> None:
-        fn = KERNELS.function(self.device_id, kernel, dtype_name, in_dtype_name)
+        cache = FUSED_KERNEL_CACHE if kernel in FUSED_KERNELS else KERNELS
+        fn = cache.function(self.device_id, kernel, dtype_name, in_dtype_name)
         # a Ptr becomes its device address, passed by value (8 bytes, as the pointer parameter)
         raw = tuple(np.uint64(a.array.data.ptr + a.offset * a.array.itemsize) if type(a) is Ptr else a for a in args)
         fn(grid, block, raw, shared_mem=smem)
@@ -126,9 +129,15 @@ class CupyState:
     new ``(..., num_mel_bins, frames)`` array of ``dtype_name`` on the same device, in the current
     stream. ``max_memory`` bounds the work area (bytes); by default twice the device's L2 cache, at
     most a quarter of the free memory. ``force_path`` ("inplace"/"gather") is for tests.
+
+    ``fft="fused"`` asks for the fused kernel (:mod:`arraymel._cupy.fused`: no spectrum in memory, no
+    work area, so ``max_memory`` is not used); a size it does not cover runs cuFFT, and ``fft_path``
+    says which one runs ("fused" or "cufft"), ``fallback_reason`` why not fused.
     """
 
-    def __init__(self, cfg: MelConfig, dtype_name: str, device_id: int):
+    def __init__(self, cfg: MelConfig, dtype_name: str, device_id: int, fft: str = "cufft"):
+        if fft not in ("cufft", "fused"):
+            raise ValueError(f"fft={fft!r} is not allowed: fft must be 'cufft' or 'fused'.")
         self.cfg = cfg
         self.dtype_name = dtype_name
         self.device_id = int(device_id)
@@ -156,7 +165,16 @@ class CupyState:
             self._ready = cupy.cuda.Event(block=False, disable_timing=True)
             self._ready.record()
         self.ops = CupyOps(self.device_id)
-        self.engine = Engine(self.params, self.ops, self.consts, min_blocks=2 * self.multiprocessors)
+        self.fallback_reason = fused_unsupported(cfg.fft_length, dtype_name) if fft == "fused" else None
+        self.fft_path = "fused" if fft == "fused" and self.fallback_reason is None else "cufft"
+        if self.fft_path == "fused":
+            with cupy.cuda.Device(self.device_id):
+                twiddles = cupy.asarray(twiddles_host(self.params))
+                self._ready.record()
+            self.engine: Engine = FusedEngine(self.params, self.ops, self.consts, twiddles,
+                                              min_blocks=2 * self.multiprocessors)
+        else:
+            self.engine = Engine(self.params, self.ops, self.consts, min_blocks=2 * self.multiprocessors)
 
     def default_budget(self) -> int:
         """The automatic work area (see :func:`arraymel._cupy.chunking.default_budget`), read from the free
@@ -180,7 +198,10 @@ class CupyState:
             raise ValueError(f"x is on cuda:{x.device.id}, this state computes on cuda:{self.device_id}")
         with cupy.cuda.Device(self.device_id):
             cupy.cuda.get_current_stream().wait_event(self._ready)
-            budget = int(max_memory) if max_memory is not None else self.default_budget()
+            if self.fft_path == "fused":  # no work area: nothing to budget (nor to read from the device)
+                budget = 0
+            else:
+                budget = int(max_memory) if max_memory is not None else self.default_budget()
             out, plan, log = self.engine.compute(x, budget, path=self.force_path, is_oom=_is_oom,
                                                  on_oom=self._free_caches)
             if plan is not None:

@@ -231,6 +231,21 @@ class ArraymelGenericPeer(ArraymelPeer):
     note = "arraymel's generic Array API path (same semantics; a check of the fast path)"
 
 
+class ArraymelFusedPeer(ArraymelPeer):
+    """arraymel's fused GPU kernel (``backend="cupy-fused"``, opt-in): the spectrum never leaves the chip."""
+
+    name = "arraymel-fused"
+    kinds = ("cuda",)
+    backend = "cupy-fused"
+    note = "arraymel's fused GPU kernel (opt-in; same semantics; docs/gpu.md)"
+
+    def params_reason(self, params: dict[str, Any]) -> str | None:
+        from arraymel._cupy.fused import fused_unsupported  # noqa: PLC0415 - pure Python, no CuPy
+
+        why = fused_unsupported(int(params.get("fft_length", 2048)), "float32")
+        return f"{why}: arraymel-fused would run the cuFFT path" if why else None
+
+
 class LibrosaPeer(Peer):
     """``librosa.feature.melspectrogram`` + ``librosa.power_to_db`` with Keras's parameters."""
 
@@ -466,7 +481,7 @@ class NaiveCupyPeer(Peer):
 #: Every peer, by name, in the order the report lists them (arraymel, the reference, first).
 PEERS: dict[str, Peer] = {
     p.name: p
-    for p in (ArraymelPeer(), ArraymelGenericPeer(), LibrosaPeer(), KerasPeer(), TorchaudioPeer(), TorchStftPeer(),
+    for p in (ArraymelPeer(), ArraymelGenericPeer(), ArraymelFusedPeer(), LibrosaPeer(), KerasPeer(), TorchaudioPeer(), TorchStftPeer(),
               NaiveCupyPeer())
 }
 

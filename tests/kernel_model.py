@@ -1,4 +1,5 @@
-"""A NumPy model of the GPU path's kernels and cuFFT layouts, for testing without a GPU.
+"""A NumPy model of the GPU path's kernels and cuFFT layouts: a second, independent model beside the
+CUDA emulator (tests/cuda_cpu, which runs the kernel text itself). The tests compare the two.
 
 :class:`NumpyOps` implements the ``ops`` interface of :mod:`arraymel._cupy.engine` with NumPy:
 every launch is packed by :func:`arraymel._cupy.kernels.pack_args` exactly as on the GPU (so the
@@ -9,7 +10,7 @@ behind the pointer, grids are checked to cover the work the kernel assumes, and 
 filled with NaN (reading unwritten memory shows). The arithmetic follows the CUDA sources line by
 line in the compute dtype; the FFT is NumPy's.
 
-What this cannot check: the CUDA C++ itself (the compile test builds it), races, and cuFFT's
+What this cannot check: the CUDA C++ itself (the emulator runs it), races, and cuFFT's
 acceptance of the overlapped layout (only a GPU run shows those).
 """
 
