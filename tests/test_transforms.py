@@ -18,8 +18,7 @@ def test_defaults_are_keras_defaults():
     cfg = MelSpectrogram().get_config()
     assert cfg == {"fft_length": 2048, "sequence_stride": 512, "sequence_length": None, "window": "hann",
                    "sampling_rate": 16000, "num_mel_bins": 128, "min_freq": 20.0, "max_freq": None,
-                   "power_to_db": True, "top_db": 80.0, "mag_exp": 2.0, "min_power": 1e-10, "ref_power": 1.0,
-                   "top_db_scope": "batch", "dtype": None}
+                   "power_to_db": True, "top_db": 80.0, "mag_exp": 2.0, "min_power": 1e-10, "ref_power": 1.0}
 
 
 def test_get_config_round_trips_through_json():

@@ -31,7 +31,7 @@ from arraymel._config import MelConfig
 from arraymel._numpy.banded import banded
 from arraymel._numpy.fft import rfft_impl
 from arraymel.core.db import reference_db
-from arraymel.core.filterbank import filterbank_host
+from arraymel.core.filterbank import config_filterbank
 from arraymel.core.framing import reflect_index
 from arraymel.core.windows import window_host
 
@@ -76,7 +76,7 @@ class NumpyState:
         win = None if cfg.window is None else window_host(cfg.window, cfg.sequence_length, cfg.fft_length)
         self.fft_dtype = np.dtype(np.float64)  # see the module docstring: accuracy of the transform
         self.window = None if win is None else win.astype(self.fft_dtype)
-        fb = filterbank_host(cfg.num_mel_bins, cfg.fft_length, cfg.sampling_rate, cfg.min_freq, cfg.max_freq)
+        fb = config_filterbank(cfg)
         self.banded = banded(fb, self.dtype)
         self.block = max(8, min(512, BLOCK_BYTES // (cfg.fft_length * self.fft_dtype.itemsize)))
         self.ref_db = reference_db(cfg.ref_power, cfg.min_power)
