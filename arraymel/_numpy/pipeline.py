@@ -30,6 +30,7 @@ from numpy.lib.stride_tricks import as_strided
 from arraymel._config import MelConfig
 from arraymel._numpy.banded import banded
 from arraymel._numpy.fft import rfft_impl
+from arraymel._numpy.memory import empty_aligned
 from arraymel.core.db import reference_db
 from arraymel.core.filterbank import config_filterbank
 from arraymel.core.framing import reflect_index
@@ -156,7 +157,7 @@ class NumpyState:
         batch_shape, n = x.shape[:-1], x.shape[-1]
         x2 = x.reshape(math.prod(batch_shape), n)
         n_frames = cfg.n_frames(n)
-        out = np.empty((x2.shape[0], cfg.num_mel_bins, n_frames), dtype=self.dtype)
+        out = empty_aligned((x2.shape[0], cfg.num_mel_bins, n_frames), self.dtype)  # JAX adopts it without a copy
         block = self.block
         if max_memory is not None:
             per_frame = self.fft_dtype.itemsize * (3 * cfg.fft_length + 2)
