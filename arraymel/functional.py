@@ -9,7 +9,7 @@ import numpy as np
 
 from arraymel import _backend, _dlpack
 from arraymel._config import MelConfig
-from arraymel.core.inputs import as_array, compute_dtype_name
+from arraymel.core.inputs import as_array, compute_dtype_name, warn_if_channels_last
 
 
 class StateCache:
@@ -75,6 +75,7 @@ def compute(
     if max_memory is not None and (isinstance(max_memory, bool) or not isinstance(max_memory, (int, np.integer)) or max_memory <= 0):
         raise ValueError(f"max_memory={max_memory!r} is not allowed: max_memory must be None (automatic) or an int > 0 (bytes).")
     dtype_name = compute_dtype_name(x, xp, cfg.dtype)
+    warn_if_channels_last(tuple(x.shape), cfg.fft_length)
 
     if plan.input_kind in _dlpack.FRAMEWORKS and plan.path != "generic":
         if plan.path == "numpy":

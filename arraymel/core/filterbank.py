@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import warnings
 from functools import lru_cache
 from typing import Any
 
 import numpy as np
 
 from arraymel.core._xp import from_host
+from arraymel.core.inputs import warn_user
 
 MEL_HIGH_FREQUENCY_Q = 1127.0
 MEL_BREAK_FREQUENCY_HERTZ = 700.0
@@ -19,23 +19,11 @@ def hertz_to_mel(f: Any) -> Any:
     return MEL_HIGH_FREQUENCY_Q * np.log1p(np.asarray(f, dtype=np.float64) / MEL_BREAK_FREQUENCY_HERTZ)
 
 
-def _warn_user(message: str) -> None:
-    """Warn with the location of the first caller outside arraymel (whatever the call depth)."""
-    import os
-    import sys
-
-    pkg = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    level, frame = 2, sys._getframe(1)
-    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(pkg + os.sep):
-        frame, level = frame.f_back, level + 1
-    warnings.warn(message, UserWarning, stacklevel=level)
-
-
 def _warn_empty_bands(weights: np.ndarray, fft_length: int, sampling_rate: float, min_freq: float, max_freq: float) -> None:
     empty = np.flatnonzero(~weights.any(axis=0))
     if empty.size:
         shown = ", ".join(str(int(i)) for i in empty[:10]) + (", ..." if empty.size > 10 else "")
-        _warn_user(
+        warn_user(
             f"{empty.size} of {weights.shape[1]} mel bands receive no FFT bin and are all zero (bands {shown}) "
             f"with fft_length={fft_length}, sampling_rate={sampling_rate:g}, min_freq={min_freq:g}, "
             f"max_freq={max_freq:g}: use a larger fft_length or fewer num_mel_bins."
