@@ -154,6 +154,15 @@ class MelSpectrogram:
 
     __hash__ = None  # mutable cache inside; equality is by configuration
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled without its cache of per-path states (thread-local buffers, device arrays): a copy in another
+        process (a DataLoader worker under spawn) builds its own on first use."""
+        return {"config": self.config, "_layer": self._layer}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._cache = StateCache(maxsize=8)
+
     def __repr__(self) -> str:
         c = self.config
         changed = {k: c.given[k] for k in (*KERAS_DEFAULTS, *EXTENSION_DEFAULTS)

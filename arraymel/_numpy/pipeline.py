@@ -68,6 +68,16 @@ def _pool(n: int) -> ThreadPoolExecutor:
         return _POOL
 
 
+def _forget_pool_in_child() -> None:
+    """A forked child (a torch DataLoader worker, multiprocessing) has none of the parent's threads: a pool
+    inherited from it would take work and never run it. Start a new one on first use."""
+    global _POOL, _POOL_SIZE, _POOL_LOCK
+    _POOL, _POOL_SIZE, _POOL_LOCK = None, 0, threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_pool_in_child)
+
+
 class NumpyState:
     """Constants and buffers of the NumPy path for one (config, dtype)."""
 
