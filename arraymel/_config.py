@@ -121,11 +121,10 @@ def _dtype_name(dtype: Any) -> str | None:
             raise _fail("dtype", dtype, f"None, one of {DTYPES!r}, or a Keras dtype policy of one of them "
                         "(arraymel computes and returns float32 or float64 only)")
         return name
-    name = dtype if isinstance(dtype, str) else getattr(dtype, "name", None) or str(dtype)
-    try:
-        name = np.dtype(name).name
+    try:  # "float64", np.float64, np.dtype("float64")
+        name = np.dtype(dtype).name
     except TypeError:
-        pass
+        name = dtype if isinstance(dtype, str) else getattr(dtype, "name", None) or str(dtype)
     if name not in DTYPES:
         raise _fail("dtype", dtype, f"None (the input's float dtype) or one of {DTYPES!r} (also as a Keras dtype "
                     "policy; mixed and 16-bit policies have no arraymel equivalent)")
