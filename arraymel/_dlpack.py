@@ -74,6 +74,14 @@ def _export_dtype(x: Any, framework: str, dtype_name: str) -> Any:
     return x
 
 
+def _check_output_dtype(framework: str, dtype_name: str) -> None:
+    """JAX without ``jax_enable_x64`` has no float64 arrays: it would silently truncate a float64 result."""
+    if framework == "jax" and dtype_name == "float64" and not sys.modules["jax"].config.jax_enable_x64:
+        raise ValueError("dtype='float64' is not allowed for JAX input while jax_enable_x64 is off (JAX would truncate "
+                         "the result to float32): enable it (jax.config.update('jax_enable_x64', True)) or pass "
+                         "output='numpy'.")
+
+
 def _to_framework(out: Any, framework: str) -> Any:
     """A NumPy or CuPy result as a tensor of ``framework`` sharing its memory."""
     if framework == "torch":
@@ -86,6 +94,8 @@ def _to_framework(out: Any, framework: str) -> Any:
 def run_on_cpu(x: Any, framework: str, dtype_name: str, compute: Callable[[np.ndarray], np.ndarray],
                output: str | None) -> Any:
     """``compute`` on a NumPy view of CPU tensor ``x``; the result as a tensor (or NumPy for ``output="numpy"``)."""
+    if output != "numpy":
+        _check_output_dtype(framework, dtype_name)
     xn = np.from_dlpack(_export_dtype(_exportable(x, framework), framework, dtype_name))
     out = compute(xn)
     return out if output == "numpy" else _to_framework(out, framework)
@@ -99,6 +109,8 @@ def run_on_cuda(x: Any, framework: str, index: int, dtype_name: str, compute: Ca
     """
     import cupy
 
+    if output != "numpy":
+        _check_output_dtype(framework, dtype_name)
     x = _export_dtype(_exportable(x, framework), framework, dtype_name)
     with cupy.cuda.Device(index):
         if framework == "torch":

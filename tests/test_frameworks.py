@@ -81,6 +81,12 @@ def test_non_contiguous_tensor_is_read_through_its_strides():
     np.testing.assert_array_equal(out.numpy(), arraymel.mel_spectrogram(X, **KW))
 
 
+def test_jax_float64_without_x64_is_refused_rather_than_truncated():
+    with pytest.raises(ValueError, match=r"dtype='float64' is not allowed for JAX input while jax_enable_x64 is off"):
+        arraymel.mel_spectrogram(jnp.asarray(X), dtype="float64", **KW)
+    assert arraymel.mel_spectrogram(jnp.asarray(X), dtype="float64", output="numpy", **KW).dtype == np.float64
+
+
 def test_output_numpy_returns_the_numpy_array():
     out = arraymel.mel_spectrogram(torch.from_numpy(X.copy()), output="numpy", **KW)
     assert isinstance(out, np.ndarray)
