@@ -32,6 +32,9 @@ KERAS_DEFAULTS: dict[str, Any] = {
     "ref_power": 1.0,
 }
 
+#: The Keras parameters its layer needs as ints (arraymel also takes floats with an integral value).
+KERAS_INT_KEYS = ("fft_length", "sequence_stride", "sequence_length", "num_mel_bins")
+
 #: arraymel's extensions, with defaults that keep Keras's behaviour.
 EXTENSION_DEFAULTS: dict[str, Any] = {"top_db_scope": "batch", "dtype": None, "filterbank": "exact"}
 
@@ -282,12 +285,18 @@ class MelConfig:
         return MelConfig.create(**given)
 
     def keras_config(self) -> dict[str, Any]:
-        """The 13 Keras parameters as given (unresolved), JSON-friendly where possible."""
+        """The 13 Keras parameters as given (unresolved), as plain Python values Keras's layer takes: an array
+        window as a list, NumPy scalars as Python numbers, and the int parameters as ints (Keras fails on
+        ``fft_length=512.0``)."""
         out = {}
         for k in KERAS_DEFAULTS:
             v = self.given[k]
-            if hasattr(v, "shape"):
+            if hasattr(v, "shape") and v.shape != ():
                 v = _to_host_float64(v).tolist()
+            elif isinstance(v, np.generic):
+                v = v.item()
+            if k in KERAS_INT_KEYS and v is not None:
+                v = int(v)
             out[k] = v
         return out
 

@@ -8,9 +8,6 @@ from typing import Any
 from arraymel._config import EXTENSION_DEFAULTS, KERAS_DEFAULTS, MelConfig
 from arraymel.functional import StateCache, compute
 
-#: The parameters Keras's layer reads as ints (a float with an integral value is given back as an int).
-_KERAS_INT_KEYS = ("fft_length", "sequence_stride", "sequence_length", "num_mel_bins")
-
 
 class MelSpectrogram:
     """A mel spectrogram transform with the parameters, defaults and behaviour of Keras 3's layer.
@@ -87,7 +84,7 @@ class MelSpectrogram:
     def to_keras_config(self) -> dict[str, Any]:
         """A config for ``keras.layers.MelSpectrogram.from_config`` that computes what this object computes.
 
-        Integral floats become ints (Keras needs ints for ``fft_length`` and the like). ``dtype=None``
+        As :meth:`get_config` without arraymel's extensions. ``dtype=None``
         is left out: Keras's layer then computes in float32, as arraymel does for float32 and integer
         input (for float64 input arraymel computes in float64). Both filterbanks map to Keras's layer,
         which always uses its float32 one (the same numbers as ``filterbank="keras"``).
@@ -109,9 +106,6 @@ class MelSpectrogram:
         if refused:
             raise ValueError("this configuration cannot be expressed as a Keras MelSpectrogram config: " + "; ".join(refused) + ".")
         cfg = c.keras_config()
-        for k in _KERAS_INT_KEYS:
-            if isinstance(cfg[k], numbers.Real) and not isinstance(cfg[k], numbers.Integral):
-                cfg[k] = int(cfg[k])
         cfg.update(self._layer)
         if c.dtype is not None:
             cfg["dtype"] = self._keras_dtype()

@@ -162,3 +162,12 @@ def test_pickles_after_use_without_its_cache():
     m2 = pickle.loads(pickle.dumps(m))
     assert len(m2._cache) == 0 and m2 == m
     np.testing.assert_array_equal(m2(x), ref)
+
+
+def test_get_config_gives_plain_json_values_and_ints_where_keras_needs_them():
+    m = MelSpectrogram(fft_length=512.0, sequence_stride=np.int64(128), num_mel_bins=np.int32(40),
+                       ref_power=np.float32(2.0), window=np.hanning(512))
+    cfg = json.loads(json.dumps(m.get_config()))  # NumPy scalars would not serialise
+    assert [type(cfg[k]) for k in ("fft_length", "sequence_stride", "num_mel_bins")] == [int, int, int]
+    assert cfg["ref_power"] == 2.0 and len(cfg["window"]) == 512
+    assert MelSpectrogram.from_config(cfg) == m
