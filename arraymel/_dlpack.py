@@ -107,7 +107,12 @@ def run_on_cuda(x: Any, framework: str, index: int, dtype_name: str, compute: Ca
 
     The result comes back as a tensor on the same device (``output="numpy"``: a NumPy copy, which waits).
     """
-    import cupy
+    try:
+        import cupy
+    except ImportError as e:
+        raise ImportError(f"a CUDA {framework} tensor takes arraymel's GPU path, which needs CuPy: pip install "
+                          "'arraymel[cuda12]' or 'arraymel[cuda13]' (the CuPy wheel matching your CUDA driver), or pass "
+                          f"backend='generic' to compute with {framework} itself.") from e
 
     if output != "numpy":
         _check_output_dtype(framework, dtype_name)

@@ -247,6 +247,13 @@ def test_cuda_tensor_plan_and_device_checks():
         _backend.choose(x, device="cpu")
 
 
+def test_cuda_tensor_without_cupy_says_what_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "cupy", None)  # import cupy raises ImportError
+    x = torch.from_numpy(X).as_subclass(CudaTensor)
+    with pytest.raises(ImportError, match=r"CUDA torch tensor .* needs CuPy: pip install 'arraymel\[cuda12\]'.*backend='generic'"):
+        arraymel.mel_spectrogram(x, **KW)
+
+
 def test_jax_cuda_glue_uses_cupys_current_stream_and_jax_dlpack(cuda_world, monkeypatch):
     import jax.dlpack
 
