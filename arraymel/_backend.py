@@ -2,9 +2,12 @@
 
 Paths: ``"numpy"`` (the tuned CPU path, :mod:`arraymel._numpy`), ``"cupy"`` (the GPU path,
 :mod:`arraymel._cupy`) and ``"generic"`` (:mod:`arraymel.core`, any Array API namespace). CuPy is
-imported only when the input is a CuPy array or a CUDA device is asked for. ``backend="cupy-fused"``
-is the GPU path with the fused kernel (:mod:`arraymel._cupy.fused`; opt-in, sizes it does not
-cover run the cuFFT kernels): the plan's ``fft`` says which.
+imported only when the input is a CuPy array, a CUDA tensor, or a CUDA device is asked for.
+``backend="cupy-fused"`` is the GPU path with the fused kernel (:mod:`arraymel._cupy.fused`; opt-in,
+sizes it does not cover run the cuFFT kernels): the plan's ``fft`` says which.
+
+torch and JAX tensors take the fast paths through DLPack (:mod:`arraymel._dlpack`): a CPU tensor the
+NumPy path, a CUDA tensor the CuPy path on its own device. Other Array API arrays take the generic path.
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+from arraymel._dlpack import dlpack_device, framework_of
 
 BACKENDS = ("auto", "generic", "numpy", "cupy", "cupy-fused")
 #: The GPU backends and the transform each asks for.
@@ -54,7 +59,7 @@ class Plan:
 
     path: str
     cuda_index: int | None
-    input_kind: str  # "numpy" | "cupy" | "other"
+    input_kind: str  # "numpy" | "cupy" | "torch" | "jax" | "other"
     output: str | None
     fft: str = "cufft"  # the GPU path's transform: "cufft" or "fused" (backend="cupy-fused")
 
@@ -66,12 +71,17 @@ def choose(x: Any, *, device: Any = None, backend: str = "auto", output: str | N
     if output not in OUTPUTS:
         raise ValueError(f"output={output!r} is not allowed: output must be None (like the input), 'numpy' or 'device'.")
     dev = parse_device(device)
+    tensor_device = None  # where a torch/JAX tensor lives: ("cpu", 0) or ("cuda", index)
     if isinstance(x, np.ndarray):
         kind = "numpy"
     elif is_cupy_array(x):
         kind = "cupy"
+    elif (framework := framework_of(x)) is not None and (tensor_device := dlpack_device(x)) is not None:
+        kind = framework
     else:
         kind = "other"
+    if tensor_device is not None:
+        return _choose_for_tensor(kind, tensor_device, dev, device, backend, output)
 
     fft = GPU_FFTS.get(backend, "cufft")
     if dev is not None and dev[0] == "cuda":
@@ -102,3 +112,22 @@ def choose(x: Any, *, device: Any = None, backend: str = "auto", output: str | N
     if kind == "cupy":
         return Plan("cupy", None, kind, output)
     return Plan("generic", None, kind, output)
+
+
+def _choose_for_tensor(kind: str, where: tuple[str, int], dev: tuple | None, device: Any, backend: str,
+                       output: str | None) -> Plan:
+    """The plan for a torch/JAX tensor on ``where``: the fast path of its own device, never a transfer."""
+    on_cuda = where[0] == "cuda"
+    if dev is not None and (dev[0] != where[0] or (on_cuda and dev[1] not in (None, where[1]))):
+        here = f"cuda:{where[1]}" if on_cuda else "cpu"
+        raise ValueError(f"device={device!r} is not allowed for a {kind} tensor on {here}: arraymel computes a "
+                         f"{kind} tensor where it lives; move it first (or leave device=None).")
+    if backend == "generic":
+        return Plan("generic", None, kind, output)
+    allowed = ("auto", *GPU_FFTS) if on_cuda else ("auto", "numpy")
+    if backend not in allowed:
+        raise ValueError(f"backend={backend!r} is not allowed for a {kind} tensor on {where[0]}: use one of "
+                         f"{(*allowed, 'generic')!r}.")
+    if on_cuda:
+        return Plan("cupy", where[1], kind, output, GPU_FFTS.get(backend, "cufft"))
+    return Plan("numpy", None, kind, output)

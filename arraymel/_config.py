@@ -32,12 +32,18 @@ KERAS_DEFAULTS: dict[str, Any] = {
     "ref_power": 1.0,
 }
 
+#: The Keras parameters its layer needs as ints (arraymel also takes floats with an integral value).
+KERAS_INT_KEYS = ("fft_length", "sequence_stride", "sequence_length", "num_mel_bins")
+
 #: arraymel's extensions, with defaults that keep Keras's behaviour.
-EXTENSION_DEFAULTS: dict[str, Any] = {"top_db_scope": "batch", "dtype": None}
+EXTENSION_DEFAULTS: dict[str, Any] = {"top_db_scope": "batch", "dtype": None, "filterbank": "exact"}
 
 WINDOW_NAMES = ("hann", "hamming")
 TOP_DB_SCOPES = ("batch", "example")
 DTYPES = ("float32", "float64")
+#: "exact": the HTK filterbank evaluated in float64 (SPEC.md); "keras": Keras's float32 evaluation of it,
+#: operation for operation, for Keras's exact numbers (see :func:`arraymel.core.filterbank.keras_filterbank_host`).
+FILTERBANKS = ("exact", "keras")
 
 
 def _fail(name: str, value: Any, allowed: str, exc: type[Exception] = ValueError) -> Exception:
@@ -45,12 +51,29 @@ def _fail(name: str, value: Any, allowed: str, exc: type[Exception] = ValueError
 
 
 def _check_int(name: str, value: Any, *, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise _fail(name, value, f"an int >= {minimum}", TypeError)
+    """An int, or a float with an integral value (``128.0``, as Keras accepts for ``sequence_stride``)."""
+    integral_float = isinstance(value, numbers.Real) and not isinstance(value, numbers.Integral) and \
+        math.isfinite(value) and float(value).is_integer()
+    if isinstance(value, (bool, np.bool_)) or not (isinstance(value, numbers.Integral) or integral_float):
+        raise _fail(name, value, f"an int >= {minimum} (or a float with an integral value)", TypeError)
     value = int(value)
     if value < minimum:
         raise _fail(name, value, f"an int >= {minimum}")
     return value
+
+
+def _check_bool(name: str, value: Any) -> bool:
+    """True/False, or 0/1 (Keras tests the value's truth; other values are refused as likely mistakes)."""
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, numbers.Integral) and int(value) in (0, 1):
+        return bool(value)
+    raise _fail(name, value, "True or False (or 1 or 0)", TypeError)
+
+
+def _is_falsy_number(value: Any) -> bool:
+    """None or a (non-bool) number equal to 0: Keras's ``value or default`` falls back to the default."""
+    return value is None or (isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_)) and value == 0)
 
 
 def _check_real(name: str, value: Any, allowed: str) -> float:
@@ -62,20 +85,29 @@ def _check_real(name: str, value: Any, allowed: str) -> float:
     return value
 
 
+WINDOW_RULE = f"one of {WINDOW_NAMES!r}, a 1-D array of length sequence_length, or None"
+
+
 def _check_window(window: Any, sequence_length: int) -> Any:
     if window is None:
         return None
     if isinstance(window, str):
         if window not in WINDOW_NAMES:
-            raise _fail("window", window, f'one of {WINDOW_NAMES!r}, a 1-D array of length sequence_length, or None')
+            raise _fail("window", window, WINDOW_RULE)
         return window
     shape = getattr(window, "shape", None)
     if shape is None:
         if isinstance(window, (list, tuple)):
-            window = np.asarray(window, dtype=np.float64)
+            if any(isinstance(v, str) for v in window):  # a scipy-style spec such as ("kaiser", 8.0)
+                raise _fail("window", window, WINDOW_RULE + " (for a scipy window, pass its values: "
+                            f"scipy.signal.get_window({window!r}, sequence_length))", TypeError)
+            try:
+                window = np.asarray(window, dtype=np.float64)
+            except (TypeError, ValueError):
+                raise _fail("window", window, WINDOW_RULE, TypeError) from None
             shape = window.shape
         else:
-            raise _fail("window", window, f'one of {WINDOW_NAMES!r}, a 1-D array of length sequence_length, or None', TypeError)
+            raise _fail("window", window, WINDOW_RULE, TypeError)
     if tuple(shape) != (sequence_length,):
         raise ValueError(
             f"window has shape {tuple(shape)}: an array window must have shape (sequence_length,) = ({sequence_length},)."
@@ -86,13 +118,19 @@ def _check_window(window: Any, sequence_length: int) -> Any:
 def _dtype_name(dtype: Any) -> str | None:
     if dtype is None:
         return None
-    name = dtype if isinstance(dtype, str) else getattr(dtype, "name", None) or str(dtype)
-    try:
-        name = np.dtype(name).name
+    if isinstance(dtype, dict):  # a Keras DTypePolicy config: {"class_name": "DTypePolicy", "config": {"name": ...}}
+        name = (dtype.get("config") or {}).get("name")
+        if name not in DTYPES:
+            raise _fail("dtype", dtype, f"None, one of {DTYPES!r}, or a Keras dtype policy of one of them "
+                        "(arraymel computes and returns float32 or float64 only)")
+        return name
+    try:  # "float64", np.float64, np.dtype("float64")
+        name = np.dtype(dtype).name
     except TypeError:
-        pass
+        name = dtype if isinstance(dtype, str) else getattr(dtype, "name", None) or str(dtype)
     if name not in DTYPES:
-        raise _fail("dtype", dtype, f"None (the input's float dtype) or one of {DTYPES!r}")
+        raise _fail("dtype", dtype, f"None (the input's float dtype) or one of {DTYPES!r} (also as a Keras dtype "
+                    "policy; mixed and 16-bit policies have no arraymel equivalent)")
     return name
 
 
@@ -101,7 +139,7 @@ class MelConfig:
     """A checked set of mel spectrogram parameters (see SPEC.md).
 
     Build it with :meth:`MelConfig.create`, which validates and resolves defaults
-    (``sequence_length=None`` -> ``fft_length``, falsy ``max_freq`` -> ``int(sampling_rate / 2)``).
+    (as in Keras, a falsy ``sequence_length`` -> ``fft_length``, a falsy ``max_freq`` -> ``int(sampling_rate / 2)``).
     The unresolved values are kept in :attr:`given` so that ``get_config`` round-trips.
     """
 
@@ -120,6 +158,7 @@ class MelConfig:
     ref_power: float
     top_db_scope: str
     dtype: str | None
+    filterbank: str
     given: dict = dataclasses.field(repr=False)
 
     @classmethod
@@ -133,12 +172,13 @@ class MelConfig:
         fft_length = _check_int("fft_length", p["fft_length"])
         stride = _check_int("sequence_stride", p["sequence_stride"])
         seq = p["sequence_length"]
-        if seq is None:
+        if _is_falsy_number(seq):  # Keras: `sequence_length or fft_length`
             seq = fft_length
         else:
             seq = _check_int("sequence_length", seq)
             if seq > fft_length:
-                raise _fail("sequence_length", seq, f"None or an int with 0 < sequence_length <= fft_length ({fft_length})")
+                raise _fail("sequence_length", seq,
+                            f"None or 0 (both mean fft_length) or an int with 0 < sequence_length <= fft_length ({fft_length})")
         window = _check_window(p["window"], seq)
 
         sr = _check_real("sampling_rate", p["sampling_rate"], "a finite number > 0")
@@ -146,19 +186,21 @@ class MelConfig:
             raise _fail("sampling_rate", p["sampling_rate"], "a finite number > 0")
         n_mels = _check_int("num_mel_bins", p["num_mel_bins"])
         min_freq = _check_real("min_freq", p["min_freq"], "a finite number >= 0 and < max_freq")
-        if p["max_freq"] is None or (not isinstance(p["max_freq"], bool) and p["max_freq"] == 0):
+        if _is_falsy_number(p["max_freq"]):
             max_freq = float(int(sr / 2))  # Keras: `max_freq or int(sampling_rate / 2)`
         else:
             max_freq = _check_real("max_freq", p["max_freq"], "None, 0 (both mean int(sampling_rate / 2)) or a finite number > min_freq")
         if min_freq < 0:
             raise _fail("min_freq", p["min_freq"], "a finite number >= 0 and < max_freq")
         if not min_freq < max_freq:
+            keras_does = "NaN everywhere" if min_freq == max_freq else (
+                f"the bands of [{max_freq:g}, {min_freq:g}] Hz in reverse order, or a constant -100 dB where no "
+                "FFT bin lies in that range")
             raise ValueError(
                 f"min_freq={p['min_freq']!r} and max_freq={p['max_freq']!r} (resolved to {max_freq:g} Hz) are not allowed: "
-                "min_freq must be less than max_freq (Keras would silently return a constant -100 dB)."
+                f"min_freq must be less than max_freq (Keras would silently return {keras_does})."
             )
-        if not isinstance(p["power_to_db"], (bool, np.bool_)):
-            raise _fail("power_to_db", p["power_to_db"], "True or False", TypeError)
+        power_to_db = _check_bool("power_to_db", p["power_to_db"])
         top_db = p["top_db"]
         if top_db is not None:
             top_db = _check_real("top_db", top_db, "None (no clipping) or a finite number >= 0")
@@ -175,6 +217,9 @@ class MelConfig:
         if scope not in TOP_DB_SCOPES:
             raise _fail("top_db_scope", scope, f"one of {TOP_DB_SCOPES!r}")
         dtype = _dtype_name(p["dtype"])
+        filterbank = p["filterbank"]
+        if filterbank not in FILTERBANKS:
+            raise _fail("filterbank", filterbank, f"one of {FILTERBANKS!r} (the float64 evaluation, or Keras's float32 one)")
 
         given = {k: kwargs.get(k, v) for k, v in {**KERAS_DEFAULTS, **EXTENSION_DEFAULTS}.items()}
         given["window"] = window  # a list window is kept as the NumPy array it was checked as
@@ -187,13 +232,14 @@ class MelConfig:
             num_mel_bins=n_mels,
             min_freq=min_freq,
             max_freq=max_freq,
-            power_to_db=bool(p["power_to_db"]),
+            power_to_db=power_to_db,
             top_db=top_db,
             mag_exp=mag_exp,
             min_power=min_power,
             ref_power=ref_power,
             top_db_scope=scope,
             dtype=dtype,
+            filterbank=filterbank,
             given=given,
         )
 
@@ -229,7 +275,7 @@ class MelConfig:
             self.fft_length, self.sequence_stride, self.sequence_length, self.window_key,
             self.sampling_rate, self.num_mel_bins, self.min_freq, self.max_freq,
             self.power_to_db, self.top_db, self.mag_exp, self.min_power, self.ref_power,
-            self.top_db_scope,
+            self.top_db_scope, self.filterbank,
         )
 
     def replace(self, **changes: Any) -> "MelConfig":
@@ -239,12 +285,18 @@ class MelConfig:
         return MelConfig.create(**given)
 
     def keras_config(self) -> dict[str, Any]:
-        """The 13 Keras parameters as given (unresolved), JSON-friendly where possible."""
+        """The 13 Keras parameters as given (unresolved), as plain Python values Keras's layer takes: an array
+        window as a list, NumPy scalars as Python numbers, and the int parameters as ints (Keras fails on
+        ``fft_length=512.0``)."""
         out = {}
         for k in KERAS_DEFAULTS:
             v = self.given[k]
-            if hasattr(v, "shape"):
+            if hasattr(v, "shape") and v.shape != ():
                 v = _to_host_float64(v).tolist()
+            elif isinstance(v, np.generic):
+                v = v.item()
+            if k in KERAS_INT_KEYS and v is not None:
+                v = int(v)
             out[k] = v
         return out
 

@@ -7,9 +7,9 @@ from typing import Any
 
 import numpy as np
 
-from arraymel import _backend
+from arraymel import _backend, _dlpack
 from arraymel._config import MelConfig
-from arraymel.core.inputs import as_array, compute_dtype_name
+from arraymel.core.inputs import as_array, compute_dtype_name, warn_if_channels_last
 
 
 class StateCache:
@@ -70,11 +70,23 @@ def compute(
     """Run one mel spectrogram with an already validated config (the body of both public entry points)."""
     cache = _CACHE if cache is None else cache
     x, xp = as_array(x)
+    if _dlpack.is_jax_tracer(x):  # inside jit: constants made now are tracers of this trace; never keep them
+        cache = StateCache()
     plan = _backend.choose(x, device=device, backend=backend, output=output)
     if max_memory is not None and (isinstance(max_memory, bool) or not isinstance(max_memory, (int, np.integer)) or max_memory <= 0):
         raise ValueError(f"max_memory={max_memory!r} is not allowed: max_memory must be None (automatic) or an int > 0 (bytes).")
     dtype_name = compute_dtype_name(x, xp, cfg.dtype)
+    warn_if_channels_last(tuple(x.shape), cfg.fft_length)
 
+    if plan.input_kind in _dlpack.FRAMEWORKS and plan.path != "generic":
+        if plan.path == "numpy":
+            state = _state(cfg, plan, np, None, dtype_name, cache)
+            return _dlpack.run_on_cpu(x, plan.input_kind, dtype_name, lambda a: state(a, max_memory=max_memory),
+                                      plan.output)
+        return _dlpack.run_on_cuda(
+            x, plan.input_kind, plan.cuda_index, dtype_name,
+            lambda a: _state(cfg, plan, None, plan.cuda_index, dtype_name, cache)(a, max_memory=max_memory),
+            plan.output)
     if plan.path == "cupy":
         from arraymel._cupy import pipeline as cp_pipeline
 
@@ -118,6 +130,7 @@ def mel_spectrogram(
     ref_power: float = 1.0,
     top_db_scope: str = "batch",
     dtype: Any = None,
+    filterbank: str = "exact",
     device: Any = None,
     output: str | None = None,
     backend: str = "auto",
@@ -159,6 +172,10 @@ def mel_spectrogram(
         then does not depend on what it was batched with).
     dtype : {None, "float32", "float64"}
         Compute and output dtype; default the input's float dtype (float32 for integer input).
+    filterbank : {"exact", "keras"}, default "exact"
+        ``"exact"``: the filterbank evaluated in float64 (SPEC.md). ``"keras"``: Keras's own float32
+        evaluation of it, operation for operation, which moves band edges (up to 0.87 dB on some
+        configurations); use it to reproduce Keras's numbers, e.g. for a model trained on its layer.
     device : {None, "cpu", "cuda", "cuda:N"}
         Where to compute; None computes where ``x`` lives. ``device="cuda"`` computes NumPy input
         on a GPU.
@@ -193,6 +210,6 @@ def mel_spectrogram(
         fft_length=fft_length, sequence_stride=sequence_stride, sequence_length=sequence_length,
         window=window, sampling_rate=sampling_rate, num_mel_bins=num_mel_bins, min_freq=min_freq,
         max_freq=max_freq, power_to_db=power_to_db, top_db=top_db, mag_exp=mag_exp,
-        min_power=min_power, ref_power=ref_power, top_db_scope=top_db_scope, dtype=dtype,
+        min_power=min_power, ref_power=ref_power, top_db_scope=top_db_scope, dtype=dtype, filterbank=filterbank,
     )
     return compute(x, cfg, device=device, output=output, backend=backend, max_memory=max_memory)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 from typing import Any
 
 from arraymel._config import EXTENSION_DEFAULTS, KERAS_DEFAULTS, MelConfig
@@ -21,7 +22,11 @@ class MelSpectrogram:
     max_freq, power_to_db, top_db, mag_exp, min_power, ref_power :
         Keras's parameters, with Keras's defaults.
     top_db_scope : {"batch", "example"}, default "batch"
-    dtype : {None, "float32", "float64"}
+    dtype : {None, "float32", "float64"} or a Keras dtype policy
+        A Keras ``DTypePolicy`` config (dict) or policy name sets the compute and output dtype as
+        in Keras (``"float64"`` computes in float64); mixed and 16-bit policies are refused.
+    filterbank : {"exact", "keras"}, default "exact"
+        The float64 filterbank, or Keras's float32 one (Keras's exact numbers).
     **kwargs :
         Keras layer arguments without meaning here (``name``, ``trainable``, ...) are accepted
         and kept in :meth:`get_config`, so that a Keras config dict loads.
@@ -43,9 +48,6 @@ class MelSpectrogram:
 
     def __init__(self, **kwargs: Any) -> None:
         layer = {k: kwargs.pop(k) for k in self.LAYER_KEYS if k in kwargs}
-        if isinstance(kwargs.get("dtype"), dict):  # a Keras DTypePolicy config
-            policy = kwargs.pop("dtype")
-            layer["dtype"] = policy
         self.config = MelConfig.create(**kwargs)
         self._layer = layer
         self._cache = StateCache(maxsize=8)
@@ -58,25 +60,79 @@ class MelSpectrogram:
                        max_memory=max_memory, cache=self._cache)
 
     def get_config(self) -> dict[str, Any]:
-        """The parameters as given: Keras's 13 keys, ``top_db_scope``, ``dtype`` and layer keys."""
+        """The parameters as given: Keras's 13 keys, the layer keys given (``name``, ...), and each
+        extension (``top_db_scope``, ``dtype``, ``filterbank``, ...) only where it differs from its default.
+
+        A configuration that uses no extension is exactly what
+        ``keras.layers.MelSpectrogram.from_config`` accepts (``dtype`` is Keras's own key: a dtype name
+        or a policy dict, which Keras reads the same way). :meth:`to_keras_config` says why when Keras
+        cannot express a configuration.
+        """
         cfg = self.config.keras_config()
-        cfg["top_db_scope"] = self.config.top_db_scope
-        cfg["dtype"] = self.config.dtype
         cfg.update(self._layer)
+        given = self.config.given
+        cfg.update({k: given[k] for k, default in EXTENSION_DEFAULTS.items() if not _same(given[k], default)})
+        if "dtype" in cfg:
+            cfg["dtype"] = self._keras_dtype()
+        return cfg
+
+    def _keras_dtype(self) -> Any:
+        """``dtype`` as given when Keras reads it (a name or a policy dict), else its name (a NumPy dtype object)."""
+        given = self.config.given["dtype"]
+        return given if isinstance(given, (str, dict)) else self.config.dtype
+
+    def to_keras_config(self) -> dict[str, Any]:
+        """A config for ``keras.layers.MelSpectrogram.from_config`` that computes what this object computes.
+
+        As :meth:`get_config` without arraymel's extensions. ``dtype=None``
+        is left out: Keras's layer then computes in float32, as arraymel does for float32 and integer
+        input (for float64 input arraymel computes in float64). Both filterbanks map to Keras's layer,
+        which always uses its float32 one (the same numbers as ``filterbank="keras"``).
+
+        Raises
+        ------
+        ValueError
+            Naming each setting Keras's layer cannot express: ``top_db=None`` (Keras raises a TypeError),
+            ``top_db_scope="example"``, and any other extension away from its default.
+        """
+        c = self.config
+        refused = []
+        if c.top_db is None:
+            refused.append("top_db=None (Keras's layer raises a TypeError; use a number)")
+        for k, default in EXTENSION_DEFAULTS.items():
+            if k in ("dtype", "filterbank") or _same(c.given[k], default):
+                continue
+            refused.append(f"{k}={c.given[k]!r} (Keras's layer has no such parameter; {k}={default!r} is its behaviour)")
+        if refused:
+            raise ValueError("this configuration cannot be expressed as a Keras MelSpectrogram config: " + "; ".join(refused) + ".")
+        cfg = c.keras_config()
+        cfg.update(self._layer)
+        if c.dtype is not None:
+            cfg["dtype"] = self._keras_dtype()
         return cfg
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> "MelSpectrogram":
-        """Rebuild from :meth:`get_config`'s dict or from a Keras ``MelSpectrogram`` config."""
+        """Rebuild from :meth:`get_config`'s dict or from a Keras ``MelSpectrogram`` config.
+
+        A Keras ``dtype`` (a policy name such as ``"float64"`` or a ``DTypePolicy`` dict) sets the
+        compute and output dtype, as in Keras; mixed and 16-bit policies are refused with a ValueError.
+        """
         return cls(**config)
 
-    def compute_output_shape(self, input_shape: tuple) -> tuple:
-        """The output shape for ``input_shape`` ``(..., samples)``, with the true frame count.
+    def compute_output_shape(self, input_shape: Any) -> tuple:
+        """The output shape for ``input_shape`` ``(..., samples)`` (or an int: ``samples``), with the true frame count.
 
         (Keras's layer returns ``(samples + stride + 1) // stride`` frames, one too many when
         ``samples + 1`` is a multiple of the stride.) Unknown (None) sizes stay None.
         """
-        shape = tuple(input_shape)
+        if isinstance(input_shape, numbers.Integral) and not isinstance(input_shape, bool):
+            input_shape = (int(input_shape),)
+        try:
+            shape = tuple(input_shape)
+        except TypeError:
+            raise TypeError(f"input_shape={input_shape!r} is not allowed: input_shape must be an int (samples) "
+                            "or a tuple (..., samples).") from None
         if len(shape) == 0:
             raise ValueError("input_shape=() is not allowed: the input must have shape (..., samples).")
         samples = shape[-1]
@@ -91,6 +147,15 @@ class MelSpectrogram:
             self.config.dtype == other.config.dtype
 
     __hash__ = None  # mutable cache inside; equality is by configuration
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled without its cache of per-path states (thread-local buffers, device arrays): a copy in another
+        process (a DataLoader worker under spawn) builds its own on first use."""
+        return {"config": self.config, "_layer": self._layer}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._cache = StateCache(maxsize=8)
 
     def __repr__(self) -> str:
         c = self.config

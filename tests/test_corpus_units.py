@@ -201,9 +201,18 @@ def test_settings_refuse_bad_values_and_force_the_example_scope():
 def test_config_file_takes_get_config_and_keras_layer_configs(tmp_path):
     m = arraymel.MelSpectrogram(num_mel_bins=80, window=None, top_db=None)
     p = tmp_path / "c.json"
-    p.write_text(json.dumps(m.get_config()))  # top_db_scope "batch" (the default) is replaced, with a note
+    corpus_key = m.config.replace(top_db_scope="example").key
+    p.write_text(json.dumps(m.get_config()))  # no top_db_scope (the default is left out): the corpus's "example"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert CorpusSettings.create(load_config_file(str(p))).mel.key == corpus_key
+    p.write_text(json.dumps({**m.get_config(), "top_db_scope": "batch"}))  # replaced, with a note
     with pytest.warns(UserWarning, match="replaced by 'example'"):
-        assert CorpusSettings.create(load_config_file(str(p))).mel.key[:-1] == m.config.key[:-1]
+        assert CorpusSettings.create(load_config_file(str(p))).mel.key == corpus_key
+    keras_fb = arraymel.MelSpectrogram(filterbank="keras")
+    p.write_text(json.dumps(keras_fb.get_config()))
+    settings = CorpusSettings.create(load_config_file(str(p)))
+    assert settings.mel.filterbank == "keras" and settings.mel_config_dict()["filterbank"] == "keras"
     keras_like = {**m.get_config(), "name": "mel_spectrogram", "trainable": True,
                   "dtype": {"module": "keras", "class_name": "DTypePolicy", "config": {"name": "float32"}}}
     p.write_text(json.dumps(keras_like))

@@ -23,3 +23,8 @@ def test_building_the_cli_imports_no_optional_backend():
 def test_a_numpy_call_imports_no_gpu_or_plotting_library():
     mods = _imported_after("import numpy as np, arraymel; arraymel.mel_spectrogram(np.ones(4000, np.float32))")
     assert "cupy" not in mods and "matplotlib" not in mods and "torch" not in mods
+
+
+def test_a_torch_call_imports_neither_cupy_nor_jax():
+    mods = _imported_after("import torch, arraymel; arraymel.mel_spectrogram(torch.ones(4000))")
+    assert "torch" in mods and "cupy" not in mods and "jax" not in mods

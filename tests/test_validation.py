@@ -24,14 +24,15 @@ def mel(x=X, **kw):
 BAD = [
     ("fft_length", 0, ValueError), ("fft_length", -4, ValueError), ("fft_length", 2.5, TypeError), ("fft_length", True, TypeError),
     ("sequence_stride", 0, ValueError), ("sequence_stride", "8", TypeError),
-    ("sequence_length", 0, ValueError), ("sequence_length", 513, ValueError), ("sequence_length", 1.5, TypeError),
+    ("sequence_length", -1, ValueError), ("sequence_length", 513, ValueError), ("sequence_length", 1.5, TypeError),
     ("window", "blackman", ValueError), ("window", np.ones(100), ValueError), ("window", 3, TypeError),
+    ("window", ("kaiser", 8.0), TypeError),
     ("sampling_rate", 0, ValueError), ("sampling_rate", -16000, ValueError), ("sampling_rate", float("inf"), ValueError),
     ("sampling_rate", "16k", TypeError),
-    ("num_mel_bins", 0, ValueError), ("num_mel_bins", 12.0, TypeError),
+    ("num_mel_bins", 0, ValueError), ("num_mel_bins", 12.5, TypeError), ("sequence_stride", 128.5, TypeError),
     ("min_freq", -1.0, ValueError), ("min_freq", float("nan"), ValueError), ("min_freq", 9000.0, ValueError),
     ("max_freq", 10.0, ValueError), ("max_freq", "high", TypeError),
-    ("power_to_db", "yes", TypeError),
+    ("power_to_db", "yes", TypeError), ("power_to_db", 2, TypeError), ("filterbank", "float32", ValueError),
     ("top_db", -1.0, ValueError), ("top_db", float("inf"), ValueError),
     ("mag_exp", 0.0, ValueError), ("mag_exp", -2.0, ValueError),
     ("min_power", 0.0, ValueError), ("min_power", -1e-10, ValueError),
@@ -225,3 +226,45 @@ def test_empty_band_warning_names_the_bands_and_the_remedy():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         arraymel.mel_filterbank(num_mel_bins=40, fft_length=512)
+
+
+# ------------------------------------------------------------------ what Keras accepts
+def test_keras_falsy_sequence_length_integral_floats_and_0_1_booleans_are_accepted():
+    base = mel()
+    np.testing.assert_array_equal(mel(sequence_length=0), base)  # Keras: `sequence_length or fft_length`
+    np.testing.assert_array_equal(mel(sequence_stride=128.0, fft_length=512.0, num_mel_bins=32.0), base)
+    np.testing.assert_array_equal(mel(power_to_db=1), base)
+    np.testing.assert_array_equal(mel(power_to_db=0), mel(power_to_db=False))
+    assert MelSpectrogram(sequence_stride=128.0).config.sequence_stride == 128
+    assert type(MelSpectrogram(sequence_stride=128.0).config.sequence_stride) is int
+
+
+def test_min_freq_not_below_max_freq_says_what_keras_really_returns():
+    # Keras 3.15 (checked live in tests/test_parity_keras.py): NaN when equal, reversed bands when above
+    with pytest.raises(ValueError, match=r"min_freq=8000.0 and max_freq=None \(resolved to 8000 Hz\).*NaN everywhere"):
+        mel(min_freq=8000.0)
+    with pytest.raises(ValueError, match=r"the bands of \[3000, 6000\] Hz in reverse order, or a constant -100 dB"):
+        mel(min_freq=6000.0, max_freq=3000.0)
+
+
+def test_a_scipy_window_spec_names_window_and_the_way_to_pass_it():
+    with pytest.raises(TypeError, match=re.escape("window=('kaiser', 8.0) is not allowed: window must be one of "
+                                                  "('hann', 'hamming'), a 1-D array of length sequence_length, or None")) as info:
+        mel(window=("kaiser", 8.0))
+    assert "scipy.signal.get_window(('kaiser', 8.0), sequence_length)" in str(info.value)
+
+
+def test_samples_channels_layout_warns_once(monkeypatch):
+    import arraymel.core.inputs as inputs
+
+    monkeypatch.setattr(inputs, "_channels_last_warned", False)
+    stereo = np.zeros((16000, 2), np.float32)
+    with pytest.warns(UserWarning, match=r"x has shape \(16000, 2\).*16000 spectrograms of 2 sample\(s\).*np.moveaxis") as rec:
+        mel(stereo)
+    assert rec[0].filename == __file__  # points at the caller
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        mel(stereo)  # once
+        monkeypatch.setattr(inputs, "_channels_last_warned", False)
+        mel(np.zeros((1000, 400), np.float32))  # many short clips: the axis before is not 100x longer
+        mel(np.zeros((16000, 600), np.float32))  # clips longer than a frame (fft_length 512)

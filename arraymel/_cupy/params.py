@@ -15,7 +15,7 @@ import numpy as np
 from arraymel._config import MelConfig
 from arraymel._numpy.banded import band_bin_ranges
 from arraymel.core.db import reference_db
-from arraymel.core.filterbank import filterbank_host
+from arraymel.core.filterbank import config_filterbank
 from arraymel.core.windows import window_host
 from arraymel._cupy.kernels import BLOCK, KEY_DTYPES, SMEM_LIMIT
 
@@ -118,7 +118,7 @@ class MelParams:
 
 def mel_params(cfg: MelConfig, dtype_name: str) -> MelParams:
     """The :class:`MelParams` of ``cfg`` computed in ``dtype_name`` (builds the filterbank: may warn)."""
-    fb = filterbank_host(cfg.num_mel_bins, cfg.fft_length, cfg.sampling_rate, cfg.min_freq, cfg.max_freq)
+    fb = config_filterbank(cfg)
     named = isinstance(cfg.window, str)
     inplace_ok = cfg.window is None or (named and cfg.sequence_length == cfg.fft_length)
     # a named window of length 1 is [1.0] (scipy's and so Keras's special case): no taps then

@@ -30,8 +30,9 @@ from numpy.lib.stride_tricks import as_strided
 from arraymel._config import MelConfig
 from arraymel._numpy.banded import banded
 from arraymel._numpy.fft import rfft_impl
+from arraymel._numpy.memory import empty_aligned
 from arraymel.core.db import reference_db
-from arraymel.core.filterbank import filterbank_host
+from arraymel.core.filterbank import config_filterbank
 from arraymel.core.framing import reflect_index
 from arraymel.core.windows import window_host
 
@@ -67,6 +68,16 @@ def _pool(n: int) -> ThreadPoolExecutor:
         return _POOL
 
 
+def _forget_pool_in_child() -> None:
+    """A forked child (a torch DataLoader worker, multiprocessing) has none of the parent's threads: a pool
+    inherited from it would take work and never run it. Start a new one on first use."""
+    global _POOL, _POOL_SIZE, _POOL_LOCK
+    _POOL, _POOL_SIZE, _POOL_LOCK = None, 0, threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_pool_in_child)
+
+
 class NumpyState:
     """Constants and buffers of the NumPy path for one (config, dtype)."""
 
@@ -76,7 +87,7 @@ class NumpyState:
         win = None if cfg.window is None else window_host(cfg.window, cfg.sequence_length, cfg.fft_length)
         self.fft_dtype = np.dtype(np.float64)  # see the module docstring: accuracy of the transform
         self.window = None if win is None else win.astype(self.fft_dtype)
-        fb = filterbank_host(cfg.num_mel_bins, cfg.fft_length, cfg.sampling_rate, cfg.min_freq, cfg.max_freq)
+        fb = config_filterbank(cfg)
         self.banded = banded(fb, self.dtype)
         self.block = max(8, min(512, BLOCK_BYTES // (cfg.fft_length * self.fft_dtype.itemsize)))
         self.ref_db = reference_db(cfg.ref_power, cfg.min_power)
@@ -156,7 +167,7 @@ class NumpyState:
         batch_shape, n = x.shape[:-1], x.shape[-1]
         x2 = x.reshape(math.prod(batch_shape), n)
         n_frames = cfg.n_frames(n)
-        out = np.empty((x2.shape[0], cfg.num_mel_bins, n_frames), dtype=self.dtype)
+        out = empty_aligned((x2.shape[0], cfg.num_mel_bins, n_frames), self.dtype)  # JAX adopts it without a copy
         block = self.block
         if max_memory is not None:
             per_frame = self.fft_dtype.itemsize * (3 * cfg.fft_length + 2)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import sys
+import warnings
 from typing import Any
 
 import numpy as np
@@ -41,3 +44,33 @@ def compute_dtype_name(x: Any, xp: Any, requested: str | None) -> str:
     if dt == xp.float64:
         return "float64"
     return "float32"
+
+
+def warn_user(message: str) -> None:
+    """Warn (UserWarning) with the location of the first caller outside arraymel, whatever the call depth."""
+    pkg = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    level, frame = 2, sys._getframe(1)
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(pkg + os.sep):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, UserWarning, stacklevel=level)
+
+
+#: The axis before the samples must be this many times longer than them to look like ``(samples, channels)``.
+CHANNELS_LAST_RATIO = 100
+_channels_last_warned = False
+
+
+def warn_if_channels_last(shape: tuple, fft_length: int) -> None:
+    """Warn once per process when ``shape`` looks like ``(..., samples, channels)``: the last axis is shorter
+    than a frame and the one before it at least :data:`CHANNELS_LAST_RATIO` times longer (e.g. ``(16000, 2)``)."""
+    global _channels_last_warned
+    if _channels_last_warned or len(shape) < 2:
+        return
+    n, before = int(shape[-1]), int(shape[-2])
+    if n < fft_length and before >= CHANNELS_LAST_RATIO * n:
+        _channels_last_warned = True
+        warn_user(
+            f"x has shape {tuple(shape)}: the last axis is taken as the samples, so this computes {before} spectrograms "
+            f"of {n} sample(s) each. If the layout is (..., samples, channels), put the samples last first: "
+            "np.moveaxis(x, -1, -2) (x.T for a 2-D array). (This warning is shown once.)"
+        )

@@ -14,7 +14,7 @@ from array_api_compat import device as xp_device
 from arraymel._config import MelConfig
 from arraymel.core._xp import from_host
 from arraymel.core.db import clip_top_db, db_unclipped
-from arraymel.core.filterbank import filterbank_host
+from arraymel.core.filterbank import config_filterbank
 from arraymel.core.stft import stft_block, window_for
 
 #: Default work-area budget of the generic path, bytes.
@@ -33,7 +33,7 @@ def magnitude_power(spec: Any, xp: Any, mag_exp: float) -> Any:
 
 
 def filterbank_for(cfg: MelConfig, xp: Any, device: Any, dtype: Any) -> Any:
-    host = filterbank_host(cfg.num_mel_bins, cfg.fft_length, cfg.sampling_rate, cfg.min_freq, cfg.max_freq)
+    host = config_filterbank(cfg)
     return from_host(host, xp, device=device, dtype=dtype)
 
 

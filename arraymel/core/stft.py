@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from array_api_compat import device as xp_device
@@ -25,6 +26,9 @@ def stft_block(x: Any, xp: Any, cfg: MelConfig, window: Any | None, t0: int, t1:
     fr = frames(x, xp, fft_length=cfg.fft_length, stride=cfg.sequence_stride, pad=cfg.pad, t0=t0, t1=t1)
     if window is not None:
         fr = fr * window
+    if math.prod(fr.shape[:-1]) == 0:  # an empty batch: torch's (MKL) FFT fails on it, so no transform
+        complex_dtype = xp.complex128 if fr.dtype == xp.float64 else xp.complex64
+        return xp.zeros((*fr.shape[:-1], cfg.n_bins), dtype=complex_dtype, device=xp_device(x))
     return xp.fft.rfft(fr, n=cfg.fft_length, axis=-1)
 
 

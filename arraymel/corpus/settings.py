@@ -86,6 +86,8 @@ def canonical_mel(cfg: MelConfig) -> dict[str, Any]:
         "ref_power": float(cfg.ref_power),
         "top_db_scope": cfg.top_db_scope,
         "dtype": cfg.dtype or "float32",
+        # only when not the default, so that the manifests written before it existed still match
+        **({"filterbank": cfg.filterbank} if cfg.filterbank != "exact" else {}),
     }
 
 
@@ -146,6 +148,8 @@ class CorpusSettings:
         out = cfg.keras_config()
         out["top_db_scope"] = cfg.top_db_scope
         out["dtype"] = cfg.dtype
+        if cfg.filterbank != "exact":
+            out["filterbank"] = cfg.filterbank
         return out
 
     def canonical(self) -> dict[str, Any]:
