@@ -77,6 +77,7 @@ def compute(
         raise ValueError(f"max_memory={max_memory!r} is not allowed: max_memory must be None (automatic) or an int > 0 (bytes).")
     dtype_name = compute_dtype_name(x, xp, cfg.dtype)
     warn_if_channels_last(tuple(x.shape), cfg.fft_length)
+    cfg.check_samples(int(x.shape[-1]))
 
     if plan.input_kind in _dlpack.FRAMEWORKS and plan.path != "generic":
         if plan.path == "numpy":

@@ -27,14 +27,14 @@ from typing import Any
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from arraymel._config import MelConfig
+from arraymel._config import KALDI_PREEMPHASIS, MelConfig
 from arraymel._numpy.banded import banded
 from arraymel._numpy.fft import rfft_impl
 from arraymel._numpy.memory import empty_aligned
 from arraymel.core.db import reference_db
 from arraymel.core.filterbank import config_filterbank
 from arraymel.core.framing import reflect_index
-from arraymel.core.windows import window_host
+from arraymel.core.windows import config_window
 
 #: Target bytes of one block's float64 frame buffer (128 frames of 2048, 512 of 400). Smaller blocks
 #: fit L2 better but each block costs a few dozen GIL hand-offs between the threads; measured best here.
@@ -84,7 +84,7 @@ class NumpyState:
     def __init__(self, cfg: MelConfig, dtype_name: str):
         self.cfg = cfg
         self.dtype = np.dtype(dtype_name)
-        win = None if cfg.window is None else window_host(cfg.window, cfg.sequence_length, cfg.fft_length)
+        win = config_window(cfg)
         self.fft_dtype = np.dtype(np.float64)  # see the module docstring: accuracy of the transform
         self.window = None if win is None else win.astype(self.fft_dtype)
         fb = config_filterbank(cfg)
@@ -110,15 +110,18 @@ class NumpyState:
         s1 = (t1 - 1) * cfg.sequence_stride - cfg.pad + cfg.fft_length
         if s0 >= 0 and s1 <= n:
             seg = row[s0:s1]
-        else:  # an end of the signal: gather only the reflected samples, slice the rest
+        else:  # an end of the signal: gather only the padded samples (reflected or zero), slice the rest
             lo, hi = min(max(s0, 0), n), max(min(s1, n), 0)
+            zero = cfg.pad_mode == "constant"
             parts = []
             if s0 < lo:
-                parts.append(row[reflect_index(np, np.arange(s0, min(s1, 0)), n)])
+                before = np.arange(s0, min(s1, 0))
+                parts.append(np.zeros(before.shape, row.dtype) if zero else row[reflect_index(np, before, n)])
             if hi > lo:
                 parts.append(row[lo:hi])
             if s1 > max(hi, s0):
-                parts.append(row[reflect_index(np, np.arange(max(n, s0), s1), n)])
+                after = np.arange(max(n, s0), s1)
+                parts.append(np.zeros(after.shape, row.dtype) if zero else row[reflect_index(np, after, n)])
             seg = np.concatenate(parts)
         step = seg.strides[0]
         return as_strided(seg, shape=(t1 - t0, cfg.fft_length), strides=(step * cfg.sequence_stride, step), writeable=False)
@@ -129,7 +132,16 @@ class NumpyState:
         T = t1 - t0
         frames = self._frames_view(x2[i], t0, t1)
         buf = fbuf[:T]
-        if self.window is not None:
+        if cfg.frame_step == "kaldi":  # the frame's mean removed, then pre-emphasis, both before the window
+            L, c = cfg.sequence_length, KALDI_PREEMPHASIS
+            np.copyto(buf, frames, casting="same_kind")
+            head = buf[:, :L]
+            head -= head.mean(axis=1, keepdims=True)
+            head[:, 1:] -= c * head[:, :-1]  # the right side is evaluated first: a copy
+            head[:, 0] *= 1.0 - c
+            if self.window is not None:
+                buf *= self.window
+        elif self.window is not None:
             np.multiply(frames, self.window, out=buf, casting="same_kind")
         else:
             np.copyto(buf, frames, casting="same_kind")

@@ -1,4 +1,5 @@
-"""Centred, reflect-padded framing expressed with standard Array API operations."""
+"""Framing (centred with reflect or zero padding, or not centred) and the Kaldi frame step, expressed
+with standard Array API operations."""
 
 from __future__ import annotations
 
@@ -29,9 +30,29 @@ def frame_indices(xp: Any, n: int, *, fft_length: int, stride: int, pad: int, t0
     return reflect_index(xp, pos, n)
 
 
-def frames(x: Any, xp: Any, *, fft_length: int, stride: int, pad: int, t0: int, t1: int) -> Any:
-    """Frames ``t0 .. t1 - 1`` of the centred signal: ``(..., t1 - t0, fft_length)``, materialised."""
+def frames(x: Any, xp: Any, *, fft_length: int, stride: int, pad: int, t0: int, t1: int,
+           pad_mode: str = "reflect") -> Any:
+    """Frames ``t0 .. t1 - 1`` of the padded signal: ``(..., t1 - t0, fft_length)``, materialised.
+
+    Frame ``t`` starts at signal position ``t * stride - pad``; positions outside the signal read its
+    reflection (``pad_mode="reflect"``) or zero (``"constant"``)."""
     n = x.shape[-1]
-    idx = frame_indices(xp, n, fft_length=fft_length, stride=stride, pad=pad, t0=t0, t1=t1, device=xp_device(x))
+    dev = xp_device(x)
+    idx = frame_indices(xp, n, fft_length=fft_length, stride=stride, pad=pad, t0=t0, t1=t1, device=dev)
     out = xp.take(x, idx, axis=x.ndim - 1)
+    if pad_mode == "constant":
+        starts = xp.arange(t0, t1, dtype=xp.int64, device=dev) * stride - pad
+        pos = xp.reshape(starts[:, None] + xp.arange(fft_length, dtype=xp.int64, device=dev)[None, :], (-1,))
+        out = xp.where((pos >= 0) & (pos < n), out, xp.zeros_like(out))
     return xp.reshape(out, (*x.shape[:-1], t1 - t0, fft_length))
+
+
+def kaldi_frame_step(fr: Any, xp: Any, length: int, preemphasis: float) -> Any:
+    """Kaldi's step on each frame's first ``length`` samples: remove their mean, then pre-emphasise
+    (``y[i] = x[i] - c x[i - 1]``, ``y[0] = x[0] - c x[0]``); the samples after them are kept."""
+    head = fr[..., :length]
+    d = head - xp.mean(head, axis=-1, keepdims=True)
+    parts = [d[..., :1] * (1.0 - preemphasis), d[..., 1:] - preemphasis * d[..., :-1]]
+    if fr.shape[-1] > length:
+        parts.append(fr[..., length:])
+    return xp.concat(parts, axis=-1)
