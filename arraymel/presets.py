@@ -64,16 +64,25 @@ class Preset:
         ``device``, ``output``, ``backend`` and ``max_memory``)."""
         from arraymel.functional import compute
 
+        x = self.prepare(x)
+        out = compute(x, self.config, device=device, output=output, backend=backend, max_memory=max_memory)
+        return self.finish(out, int(x.shape[-1]))
+
+    def prepare(self, x: Any) -> Any:
+        """The signal the pipeline takes: ``x`` after the preset's signal step (in ``x``'s namespace)."""
         x, xp = as_array(x)
         if self.signal_step is not None:
             if not xp.isdtype(x.dtype, "real floating"):
                 x = xp.astype(x, xp.float32)
             x = self.signal_step(x, xp)
-        out = compute(x, self.config, device=device, output=output, backend=backend, max_memory=max_memory)
+        return x
+
+    def finish(self, out: Any, samples: int) -> Any:
+        """The features from the pipeline's output ``out`` for a prepared signal of ``samples`` samples."""
         if self.drop_last_frame:
             out = out[..., :-1]
         if self.log_rule is not None:
-            out = self.log_rule(out, array_namespace(out), int(x.shape[-1]))
+            out = self.log_rule(out, array_namespace(out), samples)
         return out
 
     def __repr__(self) -> str:
