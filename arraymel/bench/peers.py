@@ -206,7 +206,12 @@ class ArraymelPeer(Peer):
     def build(self, params: dict[str, Any], device: Device, x_host: np.ndarray) -> Runner:
         import arraymel  # noqa: PLC0415
 
-        mel = arraymel.MelSpectrogram(**params)
+        if "preset" in params:  # arraymel bench --config whisper (arraymel.bench.preset_peers)
+            import arraymel.presets  # noqa: PLC0415
+
+            mel = arraymel.presets.get(params["preset"])
+        else:
+            mel = arraymel.MelSpectrogram(**params)
         backend = self.backend
         if device.kind == "cpu":
             return Runner(fn=lambda x: mel(x, backend=backend), x=x_host, to_numpy=np.asarray)
@@ -242,6 +247,8 @@ class ArraymelFusedPeer(ArraymelPeer):
     def params_reason(self, params: dict[str, Any]) -> str | None:
         from arraymel._cupy.fused import fused_unsupported  # noqa: PLC0415 - pure Python, no CuPy
 
+        if "preset" in params:
+            return "the presets run the cuFFT path (their framing is not in the fused kernel)"
         why = fused_unsupported(int(params.get("fft_length", 2048)), "float32")
         return f"{why}: arraymel-fused would run the cuFFT path" if why else None
 
@@ -478,11 +485,17 @@ class NaiveCupyPeer(Peer):
                       cuda_index=device.index)
 
 
+def _preset_reference() -> Peer:
+    from arraymel.bench.preset_peers import PresetReferencePeer  # noqa: PLC0415 - it imports this module
+
+    return PresetReferencePeer()
+
+
 #: Every peer, by name, in the order the report lists them (arraymel, the reference, first).
 PEERS: dict[str, Peer] = {
     p.name: p
     for p in (ArraymelPeer(), ArraymelGenericPeer(), ArraymelFusedPeer(), LibrosaPeer(), KerasPeer(), TorchaudioPeer(), TorchStftPeer(),
-              NaiveCupyPeer())
+              NaiveCupyPeer(), _preset_reference())
 }
 
 REFERENCE = "arraymel"

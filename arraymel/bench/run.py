@@ -20,6 +20,7 @@ from arraymel.bench import devices as _devices
 from arraymel.bench import peers as _peers
 from arraymel.bench import timing as _timing
 from arraymel.bench import workloads as _w
+from arraymel.bench.preset_peers import preset_reason
 
 SCHEMA_ID = "arraymel-bench/1"
 
@@ -144,7 +145,7 @@ def run_benchmark(
                 ref_median: float | None = None
                 for n in runnable:
                     peer = _peers.get(n)
-                    why = peer.params_reason(params)
+                    why = preset_reason(peer, params) or peer.params_reason(params)
                     if why:
                         skip(dev.id, n, why, config=cname, batch=batch)
                         continue
