@@ -201,3 +201,21 @@ def test_preset_configs_are_not_keras_configs():
     mel = arraymel.MelSpectrogram(**{k: v for k, v in presets.librosa().config.given.items()})
     with pytest.raises(ValueError, match="filterbank='librosa'"):
         mel.to_keras_config()
+
+
+# ----------------------------------------------------------------------------------------------- arraymel bench
+@pytest.mark.parametrize("name", ["whisper", "kaldi"])
+def test_bench_runs_a_preset_against_its_reference(name):
+    from arraymel.bench.run import run_benchmark
+
+    doc = run_benchmark(device_specs=["cpu"], peer_names=["preset-reference", "librosa"], configs=[name], batches=[2],
+                        seconds=1.0, repeat=1, measure_memory=False)
+    rows = {r["library"]: r for r in doc["results"]}
+    assert set(rows) == {"arraymel", "preset-reference"}
+    assert rows["arraymel"]["frames"] == presets.get(name).n_frames(16000)
+    # agreement is over every value (also the floor, where float32 FFTs differ most): a loose bound that
+    # still fails for a wrong preset (a different log rule or filterbank is off by > 0.1)
+    agreement = rows["preset-reference"]["agreement"]
+    assert agreement["unit"] == "output" and agreement["value"] < 0.01
+    skipped = {s["library"]: s["reason"] for s in doc["skipped"]}
+    assert f"not the {name} preset's" in skipped["librosa"]

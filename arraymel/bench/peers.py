@@ -485,17 +485,44 @@ class NaiveCupyPeer(Peer):
                       cuda_index=device.index)
 
 
-def _preset_reference() -> Peer:
-    from arraymel.bench.preset_peers import PresetReferencePeer  # noqa: PLC0415 - it imports this module
+class PresetReferencePeer(Peer):
+    """The library a preset reproduces (:mod:`arraymel.bench.preset_peers`); runs only preset configurations."""
 
-    return PresetReferencePeer()
+    name = "preset-reference"
+    note = "the preset's reference library (docs/presets.md)"
+    packages = ("transformers", "librosa", "kaldi-native-fbank", "torchaudio", "torch")
+
+    def params_reason(self, params: dict[str, Any]) -> str | None:
+        from arraymel.bench.preset_peers import REFERENCE_MODULES  # noqa: PLC0415
+
+        if "preset" not in params:
+            return "runs the presets' configurations only (--config whisper, librosa, torchaudio, kaldi, nemo)"
+        for module in REFERENCE_MODULES[params["preset"]]:
+            why = _import_reason(module)
+            if why:
+                return why
+        return None
+
+    def build(self, params: dict[str, Any], device: Device, x_host: np.ndarray) -> Runner:
+        import arraymel.presets  # noqa: PLC0415
+        from arraymel.bench.preset_peers import reference  # noqa: PLC0415
+
+        fn = reference(arraymel.presets.get(params["preset"]))
+        return Runner(fn=fn, x=np.ascontiguousarray(x_host), to_numpy=np.asarray)
+
+
+def preset_reason(peer: Peer, params: dict[str, Any]) -> str | None:
+    """Why ``peer`` does not run a preset configuration (arraymel's own peers and the reference do)."""
+    if "preset" not in params or peer.name.startswith("arraymel") or isinstance(peer, PresetReferencePeer):
+        return None
+    return f"computes Keras's features, not the {params['preset']} preset's (its reference is preset-reference)"
 
 
 #: Every peer, by name, in the order the report lists them (arraymel, the reference, first).
 PEERS: dict[str, Peer] = {
     p.name: p
     for p in (ArraymelPeer(), ArraymelGenericPeer(), ArraymelFusedPeer(), LibrosaPeer(), KerasPeer(), TorchaudioPeer(), TorchStftPeer(),
-              NaiveCupyPeer(), _preset_reference())
+              NaiveCupyPeer(), PresetReferencePeer())
 }
 
 REFERENCE = "arraymel"

@@ -1,4 +1,5 @@
-"""The presets' reference libraries as ``arraymel bench`` peers (``arraymel bench --config whisper``).
+"""The presets' reference libraries, called as ``arraymel bench``'s ``preset-reference`` peer
+(:class:`arraymel.bench.peers.PresetReferencePeer`) and by benchmarks/presets.py.
 
 A configuration named after a preset (:data:`arraymel.presets.PRESETS`) is ``{"preset": name,
 "sampling_rate": ...}``: arraymel runs the preset, and the only other peer that runs it is
@@ -20,9 +21,6 @@ from __future__ import annotations
 from typing import Any, Callable
 
 import numpy as np
-
-from arraymel.bench.devices import Device
-from arraymel.bench.peers import Peer, Runner, _import_reason
 
 #: Each preset's reference: the modules it needs and a builder ``(preset) -> fn(x_host) -> (..., mels, frames)``.
 REFERENCE_MODULES: dict[str, tuple[str, ...]] = {
@@ -61,7 +59,6 @@ def _librosa(preset: Any) -> Callable[[np.ndarray], Any]:
 
 
 def _torchaudio(preset: Any) -> Callable[[Any], Any]:
-    import torch  # noqa: PLC0415
     import torchaudio  # noqa: PLC0415
 
     o = preset.options
@@ -69,7 +66,7 @@ def _torchaudio(preset: Any) -> Callable[[Any], Any]:
         sample_rate=o["sample_rate"], n_fft=o["n_fft"], win_length=o["win_length"], hop_length=o["hop_length"],
         f_min=o["f_min"], f_max=o["f_max"], n_mels=o["n_mels"], power=o["power"])
     db = torchaudio.transforms.AmplitudeToDB(top_db=o["top_db"])
-    return lambda x: db(mel(torch.from_numpy(x)))
+    return lambda x: db(mel(x))
 
 
 def _kaldi(preset: Any) -> Callable[[np.ndarray], np.ndarray]:
@@ -115,33 +112,3 @@ def reference(preset: Any) -> Callable[[np.ndarray], np.ndarray]:
 
         return lambda x: build(torch.from_numpy(np.ascontiguousarray(x))).numpy()
     return lambda x: np.asarray(build(x))
-
-
-class PresetReferencePeer(Peer):
-    """The library a preset reproduces (see the module docstring); runs only preset configurations."""
-
-    name = "preset-reference"
-    note = "the preset's reference library (docs/presets.md)"
-    packages = ("transformers", "librosa", "kaldi-native-fbank", "torchaudio", "torch")
-
-    def params_reason(self, params: dict[str, Any]) -> str | None:
-        if "preset" not in params:
-            return "runs the presets' configurations only (--config whisper, librosa, torchaudio, kaldi, nemo)"
-        for module in REFERENCE_MODULES[params["preset"]]:
-            why = _import_reason(module)
-            if why:
-                return why
-        return None
-
-    def build(self, params: dict[str, Any], device: Device, x_host: np.ndarray) -> Runner:
-        preset = preset_of(params)
-        fn = reference(preset)
-        x = np.ascontiguousarray(x_host)
-        return Runner(fn=fn, x=x, to_numpy=np.asarray)
-
-
-def preset_reason(peer: Peer, params: dict[str, Any]) -> str | None:
-    """Why ``peer`` does not run a preset configuration (arraymel's own peers and the reference do)."""
-    if "preset" not in params or peer.name.startswith("arraymel") or isinstance(peer, PresetReferencePeer):
-        return None
-    return f"computes Keras's features, not the {params['preset']} preset's (its reference is preset-reference)"
