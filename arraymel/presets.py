@@ -119,6 +119,9 @@ def _kaldi_rule(out: Any, xp: Any, samples: int) -> Any:
 
 def _nemo_rule(hop: int) -> Callable[[Any, Any, int], Any]:
     def rule(out: Any, xp: Any, samples: int) -> Any:
+        if samples < 2 * hop:  # the standard deviation needs two valid frames
+            raise ValueError(f"x has {samples} samples: the nemo preset normalises over samples // {hop} frames and "
+                             f"needs at least 2 of them, so at least {2 * hop} samples.")
         return nemo_log_normalised(out, xp, valid_frames=samples // hop)
 
     return rule

@@ -184,6 +184,21 @@ def test_nemo_matches_parakeet_feature_extractor(x16, n_mels, backend):
 
 
 # ----------------------------------------------------------------------------------------------- the API
+def test_nemo_short_signal_is_an_error():
+    presets.nemo()(np.ones(320, np.float32))  # two valid frames: fine
+    with pytest.raises(ValueError, match="at least 320 samples"):
+        presets.nemo()(np.ones(319, np.float32))
+
+
+def test_presets_take_torch_tensors_and_keep_their_kind(x16):
+    import torch
+
+    for name in presets.PRESETS:
+        out = presets.get(name)(torch.from_numpy(x16[:8000]))
+        assert isinstance(out, torch.Tensor) and out.dtype == torch.float32
+        np.testing.assert_allclose(out.numpy(), presets.get(name)(x16[:8000]), rtol=0, atol=1e-4)
+
+
 def test_get_and_errors():
     assert presets.get("kaldi", num_mel_bins=40).config.num_mel_bins == 40
     with pytest.raises(ValueError, match="preset='mfcc'"):
@@ -219,3 +234,30 @@ def test_bench_runs_a_preset_against_its_reference(name):
     assert agreement["unit"] == "output" and agreement["value"] < 0.01
     skipped = {s["library"]: s["reason"] for s in doc["skipped"]}
     assert f"not the {name} preset's" in skipped["librosa"]
+
+
+# ----------------------------------------------------------------------------------------------- the frame step
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("window", [None, "hamming"])  # non-zero at sample 0, unlike povey: y[0] is seen
+def test_kaldi_frame_step_against_a_float64_evaluation(backend, window):
+    """center=False + frame_step="kaldi" against the steps written out in float64 here."""
+    from arraymel.core.filterbank import kaldi_filterbank_host
+    from arraymel.core.windows import periodic_window
+    from arraymel.functional import compute
+
+    fft, seq, hop, mels = 64, 50, 20, 8
+    cfg = arraymel.MelConfig.create(fft_length=fft, sequence_length=seq, sequence_stride=hop, window=window,
+                                    num_mel_bins=mels, sampling_rate=8000, min_freq=100.0, power_to_db=False,
+                                    filterbank="kaldi", center=False, frame_step="kaldi")
+    x = np.random.default_rng(4).standard_normal((2, 333)) + 0.5  # a DC offset for the mean removal to remove
+    frames = 1 + (333 - seq) // hop
+    fr = np.stack([x[:, t * hop : t * hop + seq] for t in range(frames)], axis=1)
+    d = fr - fr.mean(axis=-1, keepdims=True)
+    y = np.concatenate([0.03 * d[..., :1], d[..., 1:] - 0.97 * d[..., :-1]], axis=-1)
+    if window is not None:
+        y = y * periodic_window(window, seq)
+    power = np.abs(np.fft.rfft(y, n=fft, axis=-1)) ** 2
+    ref = np.swapaxes(power @ kaldi_filterbank_host(mels, fft, 8000.0, 100.0, 4000.0), -1, -2)
+    out = compute(x, cfg, backend=backend)
+    assert out.shape == ref.shape == (2, mels, frames)
+    np.testing.assert_allclose(out, ref, rtol=1e-10, atol=1e-12 * ref.max())

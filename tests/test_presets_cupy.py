@@ -70,3 +70,21 @@ def test_kaldi_frame_step_on_float64_and_int16_input():
     np.testing.assert_allclose(out, ref, rtol=0, atol=1e-9)
     out, _plan = run_engine(emulated_engine(preset.config, "float32", fft="float32"), preset, x, 2**30)
     check("kaldi", out, preset(x, backend="numpy"))
+
+
+@pytest.mark.parametrize("frame_step", [None, "kaldi"])
+@pytest.mark.parametrize("window", [None, "hamming"])
+def test_frames_without_centring_float64(window, frame_step):
+    """center=False (with and without the frame step, window=None: ones over sequence_length) in float64 with an
+    exact FFT, against the NumPy path (itself checked against a float64 evaluation in tests/test_presets.py)."""
+    from arraymel._config import MelConfig
+    from arraymel.functional import compute
+
+    cfg = MelConfig.create(fft_length=64, sequence_length=50, sequence_stride=20, window=window, num_mel_bins=8,
+                           sampling_rate=8000, min_freq=100.0, power_to_db=False, filterbank="kaldi", center=False,
+                           frame_step=frame_step)
+    x = np.random.default_rng(4).standard_normal((2, 333)) + 0.5
+    out, plan, _ = emulated_engine(cfg, "float64", fft="exact").compute(x, 2**30)
+    assert plan.path == "gather"
+    ref = compute(x, cfg, backend="numpy")
+    np.testing.assert_allclose(out, ref, rtol=1e-10, atol=1e-12 * ref.max())

@@ -133,7 +133,9 @@ def mel_params(cfg: MelConfig, dtype_name: str) -> MelParams:
     """The :class:`MelParams` of ``cfg`` computed in ``dtype_name`` (builds the filterbank: may warn)."""
     fb = config_filterbank(cfg)
     named = isinstance(cfg.window, str)
-    inplace_ok = cfg.frame_step is None and (cfg.window is None or (named and cfg.sequence_length == cfg.fft_length))
+    # (window=None without centring is ones over sequence_length only: the gather path's window)
+    inplace_ok = cfg.frame_step is None and ((cfg.window is None and cfg.center) or
+                                             (named and cfg.sequence_length == cfg.fft_length))
     # a named window of length 1 is [1.0] (scipy's and so Keras's special case): no taps then
     taps = int(named and inplace_ok and cfg.fft_length >= 2)
     a, b = WINDOW_TAPS[cfg.window] if taps else (1.0, 0.0)

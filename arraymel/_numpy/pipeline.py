@@ -27,13 +27,14 @@ from typing import Any
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from arraymel._config import KALDI_PREEMPHASIS, MelConfig
+from arraymel._config import MelConfig
 from arraymel._numpy.banded import banded
 from arraymel._numpy.fft import rfft_impl
 from arraymel._numpy.memory import empty_aligned
+from arraymel._numpy.windowing import window_into
 from arraymel.core.db import reference_db
 from arraymel.core.filterbank import config_filterbank
-from arraymel.core.framing import reflect_index
+from arraymel.core.framing import padded_take
 from arraymel.core.windows import config_window
 
 #: Target bytes of one block's float64 frame buffer (128 frames of 2048, 512 of 400). Smaller blocks
@@ -112,16 +113,13 @@ class NumpyState:
             seg = row[s0:s1]
         else:  # an end of the signal: gather only the padded samples (reflected or zero), slice the rest
             lo, hi = min(max(s0, 0), n), max(min(s1, n), 0)
-            zero = cfg.pad_mode == "constant"
             parts = []
             if s0 < lo:
-                before = np.arange(s0, min(s1, 0))
-                parts.append(np.zeros(before.shape, row.dtype) if zero else row[reflect_index(np, before, n)])
+                parts.append(padded_take(np, row, np.arange(s0, min(s1, 0)), cfg.pad_mode))
             if hi > lo:
                 parts.append(row[lo:hi])
             if s1 > max(hi, s0):
-                after = np.arange(max(n, s0), s1)
-                parts.append(np.zeros(after.shape, row.dtype) if zero else row[reflect_index(np, after, n)])
+                parts.append(padded_take(np, row, np.arange(max(n, s0), s1), cfg.pad_mode))
             seg = np.concatenate(parts)
         step = seg.strides[0]
         return as_strided(seg, shape=(t1 - t0, cfg.fft_length), strides=(step * cfg.sequence_stride, step), writeable=False)
@@ -132,19 +130,7 @@ class NumpyState:
         T = t1 - t0
         frames = self._frames_view(x2[i], t0, t1)
         buf = fbuf[:T]
-        if cfg.frame_step == "kaldi":  # the frame's mean removed, then pre-emphasis, both before the window
-            L, c = cfg.sequence_length, KALDI_PREEMPHASIS
-            np.copyto(buf, frames, casting="same_kind")
-            head = buf[:, :L]
-            head -= head.mean(axis=1, keepdims=True)
-            head[:, 1:] -= c * head[:, :-1]  # the right side is evaluated first: a copy
-            head[:, 0] *= 1.0 - c
-            if self.window is not None:
-                buf *= self.window
-        elif self.window is not None:
-            np.multiply(frames, self.window, out=buf, casting="same_kind")
-        else:
-            np.copyto(buf, frames, casting="same_kind")
+        window_into(frames, self.window, buf, cfg)
         spec = rfft_impl()[1](buf)[:, bf.bin_lo : bf.bin_hi]
         # |X|^2 = re^2 + im^2: square the interleaved floats in place, then add the pairs
         v = spec.view(self.fft_dtype)

@@ -22,12 +22,14 @@ def reflect_index(xp: Any, positions: Any, n: int) -> Any:
     return xp.where(p >= n, period - p, p)
 
 
-def frame_indices(xp: Any, n: int, *, fft_length: int, stride: int, pad: int, t0: int, t1: int, device: Any = None) -> Any:
-    """Flat indices into the unpadded signal of frames ``t0 .. t1 - 1`` (``(t1 - t0) * fft_length``)."""
-    starts = xp.arange(t0, t1, dtype=xp.int64, device=device) * stride - pad
-    offsets = xp.arange(fft_length, dtype=xp.int64, device=device)
-    pos = xp.reshape(starts[:, None] + offsets[None, :], (-1,))
-    return reflect_index(xp, pos, n)
+def padded_take(xp: Any, x: Any, positions: Any, pad_mode: str) -> Any:
+    """``x[..., positions]`` of the signal extended by reflection (``pad_mode="reflect"``) or by zeros
+    (``"constant"``); ``positions`` is a 1-D integer array, any values."""
+    n = x.shape[-1]
+    out = xp.take(x, reflect_index(xp, positions, n), axis=x.ndim - 1)
+    if pad_mode == "constant":
+        out = xp.where((positions >= 0) & (positions < n), out, xp.zeros_like(out))
+    return out
 
 
 def frames(x: Any, xp: Any, *, fft_length: int, stride: int, pad: int, t0: int, t1: int,
@@ -36,14 +38,10 @@ def frames(x: Any, xp: Any, *, fft_length: int, stride: int, pad: int, t0: int, 
 
     Frame ``t`` starts at signal position ``t * stride - pad``; positions outside the signal read its
     reflection (``pad_mode="reflect"``) or zero (``"constant"``)."""
-    n = x.shape[-1]
     dev = xp_device(x)
-    idx = frame_indices(xp, n, fft_length=fft_length, stride=stride, pad=pad, t0=t0, t1=t1, device=dev)
-    out = xp.take(x, idx, axis=x.ndim - 1)
-    if pad_mode == "constant":
-        starts = xp.arange(t0, t1, dtype=xp.int64, device=dev) * stride - pad
-        pos = xp.reshape(starts[:, None] + xp.arange(fft_length, dtype=xp.int64, device=dev)[None, :], (-1,))
-        out = xp.where((pos >= 0) & (pos < n), out, xp.zeros_like(out))
+    starts = xp.arange(t0, t1, dtype=xp.int64, device=dev) * stride - pad
+    pos = xp.reshape(starts[:, None] + xp.arange(fft_length, dtype=xp.int64, device=dev)[None, :], (-1,))
+    out = padded_take(xp, x, pos, pad_mode)
     return xp.reshape(out, (*x.shape[:-1], t1 - t0, fft_length))
 
 

@@ -17,9 +17,8 @@ from arraymel.core.windows import config_window
 
 def window_for(cfg: MelConfig, xp: Any, device: Any, dtype: Any) -> Any | None:
     """The padded analysis window in ``xp`` (None when ``window=None``: multiplying by ones is skipped)."""
-    if cfg.window is None:
-        return None
-    return from_host(config_window(cfg), xp, device=device, dtype=dtype)
+    w = config_window(cfg)
+    return None if w is None else from_host(w, xp, device=device, dtype=dtype)
 
 
 def stft_block(x: Any, xp: Any, cfg: MelConfig, window: Any | None, t0: int, t1: int) -> Any:

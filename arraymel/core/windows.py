@@ -53,14 +53,14 @@ def window_host(window: Any, sequence_length: int, fft_length: int) -> np.ndarra
 
 
 def config_window(cfg: Any) -> np.ndarray | None:
-    """The ``fft_length`` analysis window of a :class:`~arraymel.MelConfig` (None for ``window=None``):
-    centred in the frame (SPEC.md step 4), or, without centring (Kaldi), its ``sequence_length`` samples
-    first and zeros after them."""
-    if cfg.window is None:
-        return None
+    """The ``fft_length`` analysis window of a :class:`~arraymel.MelConfig`: centred in the frame (SPEC.md
+    step 4; None for ``window=None``), or, without centring (Kaldi), its ``sequence_length`` samples first
+    (ones for ``window=None``) and zeros after them."""
     if cfg.center:
-        return window_host(cfg.window, cfg.sequence_length, cfg.fft_length)
-    w = window_host(cfg.window, cfg.sequence_length, cfg.sequence_length)
+        return None if cfg.window is None else window_host(cfg.window, cfg.sequence_length, cfg.fft_length)
+    # the frame is its sequence_length samples: window=None is ones over them, zeros after
+    w = np.ones(cfg.sequence_length) if cfg.window is None else window_host(cfg.window, cfg.sequence_length,
+                                                                            cfg.sequence_length)
     out = np.zeros(cfg.fft_length, dtype=np.float64)
     out[: cfg.sequence_length] = w
     return out
