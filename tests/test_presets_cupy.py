@@ -88,3 +88,16 @@ def test_frames_without_centring_float64(window, frame_step):
     assert plan.path == "gather"
     ref = compute(x, cfg, backend="numpy")
     np.testing.assert_allclose(out, ref, rtol=1e-10, atol=1e-12 * ref.max())
+
+
+@pytest.mark.filterwarnings("ignore:.*receive no FFT bin")
+def test_the_fused_kernel_leaves_the_presets_framing_to_cufft():
+    from arraymel._cupy.fused import FusedEngine, framing_unsupported
+    from arraymel._cupy.params import mel_params
+
+    reasons = {name: framing_unsupported(mel_params(p.config, "float32")) for name, p in CASES.items()}
+    assert reasons["whisper"] is None and reasons["torchaudio"] is None  # centred, reflect-padded: fused can run them
+    assert "Kaldi frame step" in reasons["kaldi"]
+    assert "constant" in reasons["librosa"] and "constant" in reasons["nemo"]
+    with pytest.raises(ValueError, match="Kaldi frame step"):
+        FusedEngine(mel_params(CASES["kaldi"].config, "float32"), None, None, None)
