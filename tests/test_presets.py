@@ -112,6 +112,24 @@ def test_torchaudio_is_librosa_htk_without_norm_reflect_padded(x16):
         assert_close_top("torchaudio", presets.torchaudio()(x16, backend=backend), ref, SPAN_60DB["torchaudio"])
 
 
+def goldens():
+    import pathlib
+
+    return np.load(pathlib.Path(__file__).with_name("presets_goldens") / "goldens.npz")
+
+
+def golden_input() -> np.ndarray:
+    return speechlike(16000 + 77, 16000, seed=5)  # tests/presets_goldens/generate.py's SAMPLES, SEED
+
+
+@pytest.mark.parametrize("n_mels", [80, 128])
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_whisper_matches_openai_whisper_goldens(n_mels, backend):
+    """openai-whisper's own log_mel_spectrogram (goldens: its install pulls triton), beside transformers' live."""
+    ours = presets.whisper(n_mels)(golden_input(), backend=backend)
+    assert_close_top("openai-whisper", ours, goldens()[f"whisper{n_mels}"], SPAN_60DB["whisper"])
+
+
 GOLDEN_CASES = {  # tests/presets_goldens/generate.py's cases as preset options
     "defaults": {},
     "n80_hop160_topdb80": {"n_mels": 80, "hop_length": 160, "top_db": 80.0},
@@ -123,12 +141,8 @@ GOLDEN_CASES = {  # tests/presets_goldens/generate.py's cases as preset options
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("case", GOLDEN_CASES)
 def test_torchaudio_matches_torchaudio_goldens(case, backend):
-    import pathlib
-
-    goldens = np.load(pathlib.Path(__file__).with_name("presets_goldens") / "goldens.npz")
-    x = speechlike(2 * 16000 + 77, 16000, seed=5)
-    ours = presets.torchaudio(**GOLDEN_CASES[case])(x, backend=backend)
-    assert_close_top(f"torchaudio {case}", ours, goldens[case], SPAN_60DB["torchaudio"])
+    ours = presets.torchaudio(**GOLDEN_CASES[case])(golden_input(), backend=backend)
+    assert_close_top(f"torchaudio {case}", ours, goldens()[case], SPAN_60DB["torchaudio"])
 
 
 # ----------------------------------------------------------------------------------------------- kaldi
