@@ -127,6 +127,32 @@ def _nemo_rule(hop: int) -> Callable[[Any, Any, int], Any]:
     return rule
 
 
+#: Each preset's argument names that differ from MelConfig's, for its error messages.
+_NAMES = {
+    "librosa": {"sr": "sampling_rate", "n_fft": "fft_length", "hop_length": "sequence_stride",
+                "win_length": "sequence_length", "n_mels": "num_mel_bins", "fmin": "min_freq", "fmax": "max_freq",
+                "power": "mag_exp", "ref": "ref_power", "amin": "min_power"},
+    "torchaudio": {"sample_rate": "sampling_rate", "n_fft": "fft_length", "hop_length": "sequence_stride",
+                   "win_length": "sequence_length", "n_mels": "num_mel_bins", "f_min": "min_freq", "f_max": "max_freq",
+                   "power": "mag_exp"},
+    "kaldi": {"sample_frequency": "sampling_rate", "frame_length_ms": "sequence_length",
+              "frame_shift_ms": "sequence_stride", "low_freq": "min_freq", "high_freq": "max_freq"},
+    "nemo": {},
+    "whisper": {},
+}
+
+
+def _config(preset: str, **params: Any) -> MelConfig:
+    """``MelConfig.create(**params)``; an error also says which of the preset's arguments each parameter is."""
+    try:
+        return MelConfig.create(**params)
+    except (TypeError, ValueError) as e:
+        names = [f"{theirs} -> {ours}" for theirs, ours in _NAMES[preset].items() if ours in str(e)]
+        if not names:
+            raise
+        raise type(e)(f"arraymel.presets.{preset}: {e} ({', '.join(names)})") from None
+
+
 def _choice(name: str, value: Any, allowed: tuple) -> Any:
     if value not in allowed:
         raise ValueError(f"{name}={value!r} is not allowed: {name} must be one of {allowed!r}.")
@@ -144,7 +170,7 @@ def whisper(n_mels: int = 80, *, pad_or_trim: bool = False) -> Preset:
     (3000 frames).
     """
     _choice("n_mels", n_mels, (80, 128))
-    cfg = MelConfig.create(fft_length=400, sequence_stride=160, window="hann", sampling_rate=16000,
+    cfg = _config("whisper", fft_length=400, sequence_stride=160, window="hann", sampling_rate=16000,
                            num_mel_bins=n_mels, min_freq=0.0, max_freq=8000.0, power_to_db=False, filterbank="librosa")
     return Preset("whisper", "openai-whisper log_mel_spectrogram / transformers WhisperFeatureExtractor", cfg,
                   {"n_mels": n_mels, "pad_or_trim": pad_or_trim}, _pad_or_trim if pad_or_trim else None,
@@ -167,7 +193,7 @@ def librosa(*, sr: float = 22050, n_fft: int = 2048, hop_length: int | None = No
     _choice("pad_mode", pad_mode, ("constant", "reflect"))
     hop = n_fft // 4 if hop_length is None else hop_length
     fb = "librosa" + ("-htk" if htk else "") + ("" if norm else "-nonorm")
-    cfg = MelConfig.create(fft_length=n_fft, sequence_stride=hop, sequence_length=win_length, window="hann",
+    cfg = _config("librosa", fft_length=n_fft, sequence_stride=hop, sequence_length=win_length, window="hann",
                            sampling_rate=sr, num_mel_bins=n_mels, min_freq=fmin, max_freq=sr / 2.0 if fmax is None else fmax,
                            power_to_db=True, top_db=top_db, mag_exp=power, min_power=amin, ref_power=ref,
                            top_db_scope=top_db_scope, filterbank=fb, center=center, pad_mode=pad_mode)
@@ -188,7 +214,7 @@ def torchaudio(*, sample_rate: int = 16000, n_fft: int = 400, win_length: int | 
     """
     win = n_fft if win_length is None else win_length
     hop = win // 2 if hop_length is None else hop_length
-    cfg = MelConfig.create(fft_length=n_fft, sequence_stride=hop, sequence_length=win, window="hann",
+    cfg = _config("torchaudio", fft_length=n_fft, sequence_stride=hop, sequence_length=win, window="hann",
                            sampling_rate=sample_rate, num_mel_bins=n_mels, min_freq=f_min,
                            max_freq=float(sample_rate // 2) if f_max is None else f_max, power_to_db=True, top_db=top_db,
                            mag_exp=power, min_power=1e-10, ref_power=1.0, top_db_scope="example",
@@ -215,7 +241,7 @@ def kaldi(*, num_mel_bins: int = 80, sample_frequency: float = 16000, frame_leng
     hop = int(sample_frequency * 0.001 * frame_shift_ms)
     n_fft = 1 << max(0, (win - 1).bit_length())
     top = high_freq if high_freq > 0 else sample_frequency / 2.0 + high_freq
-    cfg = MelConfig.create(fft_length=n_fft, sequence_stride=hop, sequence_length=win, window=povey_window(win),
+    cfg = _config("kaldi", fft_length=n_fft, sequence_stride=hop, sequence_length=win, window=povey_window(win),
                            sampling_rate=sample_frequency, num_mel_bins=num_mel_bins, min_freq=low_freq, max_freq=top,
                            power_to_db=False, filterbank="kaldi", center=False, frame_step="kaldi")
     opts = dict(num_mel_bins=num_mel_bins, sample_frequency=sample_frequency, frame_length_ms=frame_length_ms,
@@ -232,7 +258,7 @@ def nemo(n_mels: int = 80, *, sampling_rate: int = 16000) -> Preset:
     _choice("n_mels", n_mels, (80, 128))
     i = np.arange(400, dtype=np.float64)
     window = 0.5 - 0.5 * np.cos(2.0 * np.pi * i / 399)  # torch.hann_window(400, periodic=False)
-    cfg = MelConfig.create(fft_length=512, sequence_stride=160, sequence_length=400, window=window,
+    cfg = _config("nemo", fft_length=512, sequence_stride=160, sequence_length=400, window=window,
                            sampling_rate=sampling_rate, num_mel_bins=n_mels, min_freq=0.0,
                            max_freq=sampling_rate / 2.0, power_to_db=False, filterbank="librosa", pad_mode="constant")
     return Preset("nemo", "transformers ParakeetFeatureExtractor (NeMo AudioToMelSpectrogramPreprocessor)", cfg,

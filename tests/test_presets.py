@@ -224,6 +224,10 @@ def test_get_and_errors():
     with pytest.raises(ValueError, match="frame_step='htk'"):
         arraymel.MelConfig.create(frame_step="htk")
     assert "whisper(n_mels=80" in repr(presets.whisper())
+    with pytest.raises(ValueError, match=r"arraymel.presets.librosa: num_mel_bins=0 .* \(n_mels -> num_mel_bins\)"):
+        presets.librosa(n_mels=0)
+    with pytest.raises(ValueError, match=r"low_freq -> min_freq"):
+        presets.kaldi(low_freq=-1.0)
 
 
 def test_preset_configs_are_not_keras_configs():
