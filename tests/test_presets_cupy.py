@@ -101,3 +101,14 @@ def test_the_fused_kernel_leaves_the_presets_framing_to_cufft():
     assert "constant" in reasons["librosa"] and "constant" in reasons["nemo"]
     with pytest.raises(ValueError, match="Kaldi frame step"):
         FusedEngine(mel_params(CASES["kaldi"].config, "float32"), None, None, None)
+
+
+def test_kaldi_frame_step_under_shuffled_schedules():
+    """The block sum (shuffles, shared memory, __syncthreads) with the emulator's randomised thread schedules."""
+    preset = presets.kaldi(num_mel_bins=40)
+    x = speechlike(4000, 16000, seed=11)
+    ref = preset(x, backend="numpy")
+    for seed in (1, 2):
+        out, _plan = run_engine(emulated_engine(preset.config, "float32", fft="float32", shuffle=True, seed=seed),
+                                preset, x, 2**30)
+        check("kaldi", out, ref)
