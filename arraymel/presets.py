@@ -19,6 +19,7 @@ See docs/presets.md for each preset's parameters and its measured distance to it
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any, Callable
 
 import numpy as np
@@ -100,13 +101,9 @@ def _pad_or_trim(x: Any, xp: Any) -> Any:
     return xp.concat([x, zeros], axis=-1)
 
 
-def _signal_preemphasis(coefficient: float) -> Callable[[Any, Any], Any]:
-    def preemphasis(x: Any, xp: Any) -> Any:
-        """NeMo's pre-emphasis of the whole signal: ``y[0] = x[0]``, ``y[i] = x[i] - c x[i - 1]``."""
-        return xp.concat([x[..., :1], x[..., 1:] - coefficient * x[..., :-1]], axis=-1)
-
-    preemphasis.coefficient = coefficient
-    return preemphasis
+def _signal_preemphasis(x: Any, xp: Any, coefficient: float) -> Any:
+    """NeMo's pre-emphasis of the whole signal: ``y[0] = x[0]``, ``y[i] = x[i] - c x[i - 1]``."""
+    return xp.concat([x[..., :1], x[..., 1:] - coefficient * x[..., :-1]], axis=-1)
 
 
 def _whisper_rule(out: Any, xp: Any, samples: int) -> Any:
@@ -117,14 +114,11 @@ def _kaldi_rule(out: Any, xp: Any, samples: int) -> Any:
     return kaldi_log(out, xp)
 
 
-def _nemo_rule(hop: int) -> Callable[[Any, Any, int], Any]:
-    def rule(out: Any, xp: Any, samples: int) -> Any:
-        if samples < 2 * hop:  # the standard deviation needs two valid frames
-            raise ValueError(f"x has {samples} samples: the nemo preset normalises over samples // {hop} frames and "
-                             f"needs at least 2 of them, so at least {2 * hop} samples.")
-        return nemo_log_normalised(out, xp, valid_frames=samples // hop)
-
-    return rule
+def _nemo_rule(out: Any, xp: Any, samples: int, hop: int) -> Any:
+    if samples < 2 * hop:  # the standard deviation needs two valid frames
+        raise ValueError(f"x has {samples} samples: the nemo preset normalises over samples // {hop} frames and "
+                         f"needs at least 2 of them, so at least {2 * hop} samples.")
+    return nemo_log_normalised(out, xp, valid_frames=samples // hop)
 
 
 #: Each preset's argument names that differ from MelConfig's, for its error messages.
@@ -262,7 +256,8 @@ def nemo(n_mels: int = 80, *, sampling_rate: int = 16000) -> Preset:
                            sampling_rate=sampling_rate, num_mel_bins=n_mels, min_freq=0.0,
                            max_freq=sampling_rate / 2.0, power_to_db=False, filterbank="librosa", pad_mode="constant")
     return Preset("nemo", "transformers ParakeetFeatureExtractor (NeMo AudioToMelSpectrogramPreprocessor)", cfg,
-                  {"n_mels": n_mels, "sampling_rate": sampling_rate}, _signal_preemphasis(0.97), _nemo_rule(160))
+                  {"n_mels": n_mels, "sampling_rate": sampling_rate},
+                  functools.partial(_signal_preemphasis, coefficient=0.97), functools.partial(_nemo_rule, hop=160))
 
 
 #: The presets by name (``arraymel corpus --preset NAME``, ``arraymel bench --config NAME``).

@@ -213,6 +213,15 @@ def test_presets_take_torch_tensors_and_keep_their_kind(x16):
         np.testing.assert_allclose(out.numpy(), presets.get(name)(x16[:8000]), rtol=0, atol=1e-4)
 
 
+def test_presets_pickle(x16):
+    """DataLoader workers and Dask ship a preset to other processes."""
+    import pickle
+
+    for name in presets.PRESETS:
+        p = presets.get(name)
+        np.testing.assert_array_equal(pickle.loads(pickle.dumps(p))(x16[:4000]), p(x16[:4000]))
+
+
 def test_get_and_errors():
     assert presets.get("kaldi", num_mel_bins=40).config.num_mel_bins == 40
     with pytest.raises(ValueError, match="preset='mfcc'"):
