@@ -22,11 +22,11 @@ import json
 import os
 import threading
 
-from arraymel.corpus.batching import Bucketer
+from arraymel.corpus.batching import Bucketer, batch_limits
 from arraymel.corpus.discover import Source
 from arraymel.corpus.manifest import FileRecord
 from arraymel.corpus.settings import CorpusSettings, versions
-from arraymel.corpus.storage import Writer, fsync_dir, output_rel, serialize
+from arraymel.corpus.storage import OutputError, OutputPathError, Writer, fsync_dir, output_rel, serialize
 
 #: Upper bounds of one chunk: bytes of source files, number of files.
 CHUNK_BYTES = 32 << 20
@@ -65,15 +65,6 @@ def make_chunks(sources: list[Source], workers: int) -> list[list[Source]]:
     return out
 
 
-def _batch_samples(settings: CorpusSettings, device_kind: str) -> tuple[int, int]:
-    from arraymel.corpus.pipeline import CPU_BATCH_SECONDS, GPU_BATCH_SECONDS, MIN_PENDING_SECONDS
-
-    sr = float(settings.mel.sampling_rate)
-    secs = settings.batch_seconds or (GPU_BATCH_SECONDS if device_kind == "cuda" else CPU_BATCH_SECONDS)
-    batch = int(secs * sr)
-    return batch, max(4 * batch, int(MIN_PENDING_SECONDS * sr))
-
-
 def process_chunk(sources: list[Source], settings: CorpusSettings, out_root: str, decode_threads: int = 2) -> list[FileRecord]:
     """The records of ``sources``, every ok output durable on disk (see the module docstring)."""
     computer = computer_for(settings)
@@ -94,12 +85,16 @@ def process_chunk(sources: list[Source], settings: CorpusSettings, out_root: str
 
 
 def _serial(sources: list[Source], settings: CorpusSettings, writer: Writer, computer) -> list[FileRecord]:
-    from arraymel.corpus.decode import DecodeFailure, decode
+    from arraymel.corpus.decode import DecodeFailure
     from arraymel.corpus.pipeline import failed_record
+    from arraymel.corpus.stream import decode_or_stream
+
+    def mel(y):
+        return computer.mel(y, device="cpu", output="numpy")
 
     config_hash = settings.config_hash
     versions_json = json.dumps(versions(computer.device_kind), sort_keys=True)
-    bucketer = Bucketer(settings.mel, *_batch_samples(settings, computer.device_kind))
+    bucketer = Bucketer(settings.mel, *batch_limits(settings, computer.device_kind))
     records: list[FileRecord] = []
     pending: list[cf.Future] = []
     slots = threading.BoundedSemaphore(16)
@@ -109,6 +104,8 @@ def _serial(sources: list[Source], settings: CorpusSettings, writer: Writer, com
             data = serialize(array)
             sha = hashlib.sha256(data).hexdigest()
             _, dirs = writer.write(item.source.key, data)
+        except OutputPathError as e:  # this output's path, not OUT_DIR: the file fails, the run goes on
+            return failed_record(item.source, str(e), config_hash, versions_json, decoded=item)
         finally:
             slots.release()
         return FileRecord(
@@ -131,13 +128,21 @@ def _serial(sources: list[Source], settings: CorpusSettings, writer: Writer, com
 
         for src in sources:
             try:
-                item = decode(src, settings)
+                item = decode_or_stream(src, settings, writer, mel, versions_json)
             except DecodeFailure as e:
                 records.append(failed_record(src, e.reason, config_hash, versions_json, e.meta))
                 continue
+            except OutputPathError as e:
+                records.append(failed_record(src, str(e), config_hash, versions_json))
+                continue
+            except OutputError:  # OUT_DIR cannot be written (a full disk): the run stops
+                raise
             except Exception as e:  # noqa: BLE001 - recorded with its type; the chunk goes on
                 records.append(failed_record(src, f"unexpected error while decoding: {type(e).__name__}: {e}",
                                              config_hash, versions_json))
+                continue
+            if isinstance(item, FileRecord):  # a long file, computed and written in blocks
+                records.append(item)
                 continue
             for batch in bucketer.add(item):
                 compute(batch)
