@@ -84,6 +84,30 @@ def test_f1_disk_full_stops_with_one_line_naming_the_cause_and_the_file(small_tm
     one_line_error(stderr, "No space left on device", "out2")
 
 
+def test_f1_a_disk_that_fills_before_a_commit_stops_the_run_and_status_says_interrupted(small_tmpfs, tmp_path,
+                                                                                      monkeypatch):
+    root, out = str(tmp_path / "in"), os.path.join(small_tmpfs, "out")
+    cd.write_good(root, {"a.wav": ("WAV", "PCM_16", 16000, 1, 0.5)})
+    filler = os.path.join(small_tmpfs, "filler")
+    record = Manifest.record
+
+    def fill_then_record(self, records, run_id):
+        with open(filler, "wb", buffering=0) as f:
+            with pytest.raises(OSError):
+                while True:
+                    f.write(b"\0" * 4096)
+        return record(self, records, run_id)
+
+    monkeypatch.setattr(Manifest, "record", fill_then_record)
+    rc, _, stderr = corpus_cli(root, out, *MEL_FLAGS, "--workers", "1")
+    assert rc == 1
+    one_line_error(stderr, "cannot write the manifest", "manifest.sqlite", "full")
+    one_line_error(stderr, "could not be marked stopped")
+    os.unlink(filler)
+    rc, report, _ = corpus_cli("status", out)
+    assert rc == 2 and "run 1 interrupted" in report
+
+
 def test_f1_an_io_error_while_writing_an_output_stops_the_run_cleanly(tmp_path, monkeypatch, capsys):
     root, out = str(tmp_path / "in"), str(tmp_path / "out")
     cd.write_good(root, {"a.wav": ("WAV", "PCM_16", 16000, 1, 0.5)})
@@ -446,3 +470,19 @@ def test_every_output_is_fsynced_before_it_is_renamed_into_place(tmp_path, monke
     for tmp in replaced:
         i = events.index(("replace", tmp))
         assert ("fsync", tmp) in events[:i], events
+
+
+def test_f8_only_a_file_too_long_for_the_memory_setting_is_streamed(long_files):
+    from arraymel.corpus.decode import Decoded
+    from arraymel.corpus.discover import Source
+    from arraymel.corpus.manifest import FileRecord
+    from arraymel.corpus.stream import decode_or_stream
+
+    path = os.path.join(long_files, "stereo_48k.flac")  # 25 s, 48 kHz stereo: 9.6 MB decoded
+    st = os.stat(path)
+    src = Source("stereo_48k.flac", path, st.st_size, st.st_mtime_ns)
+    mel = arraymel.MelSpectrogram(**dict(cd.MEL, top_db=None))
+    for memory, kind in ((64, FileRecord), (384, Decoded)):
+        settings = CorpusSettings.create(dict(cd.MEL), memory_per_worker=memory)
+        writer = storage.Writer(os.path.join(long_files, f"out{memory}"))
+        assert isinstance(decode_or_stream(src, settings, writer, lambda y: mel(y, output="numpy"), None), kind)
