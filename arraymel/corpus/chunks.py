@@ -20,6 +20,7 @@ import concurrent.futures as cf
 import hashlib
 import json
 import os
+import sys
 import threading
 
 from arraymel.corpus.batching import Bucketer, batch_limits
@@ -195,6 +196,27 @@ def warm_up(settings: CorpusSettings) -> None:
     item = Decoded(source=Source("", "", 0, 0), audio=np.zeros((1, n), np.float32), sampling_rate=1.0,
                    channels=1, samples=n, size=0, mtime_ns=0)
     computer_for(settings)(Batch(length=row_length(n, settings.mel), items=[item]))
+
+
+def start_method() -> str:
+    """``fork`` while this process has no other thread (workers start in milliseconds: everything is
+    already imported), else ``spawn`` (forking a multi-threaded process can deadlock the child)."""
+    if sys.platform.startswith("linux") and threading.active_count() == 1:
+        return "fork"
+    return "spawn"
+
+
+def warm_up_before_fork(settings: CorpusSettings) -> None:
+    """:func:`warm_up` in this process, single-threaded as a worker computes, so that worker processes
+    forked from it start with everything imported and built (start-up in milliseconds)."""
+    os.environ["ARRAYMEL_NUM_THREADS"], saved = "1", os.environ.get("ARRAYMEL_NUM_THREADS")
+    try:
+        warm_up(settings)
+    finally:
+        if saved is None:
+            os.environ.pop("ARRAYMEL_NUM_THREADS", None)
+        else:
+            os.environ["ARRAYMEL_NUM_THREADS"] = saved
 
 
 def ping(_: object = None) -> int:
