@@ -6,13 +6,16 @@ Order of a run, and why:
 2. The manifest is opened; a configuration different from the one recorded is refused unless
    ``--force``.
 3. Temporary files of an interrupted run are removed (safe: the lock is held).
-4. Discovery; then resume: a file is skipped when its row is 'ok', its source size and mtime are
-   unchanged, its config hash matches and its output exists with the recorded SHA-256.
+4. Discovery; the output paths are checked (a file whose output cannot exist fails with the
+   reason, before anything is computed); then resume: a file is skipped when its row is 'ok', its
+   source size and mtime are unchanged, its config hash matches and its output exists with the
+   recorded SHA-256. Rows whose source is gone are counted as orphaned (removed with --prune).
 5. The rest goes through the pipeline (or Dask). Each group of finished files is made durable
    (directory fsync) and then committed in one transaction; a failed file's stale output, if
    any, is removed after the commit.
 6. The run's row gets its counts; the summary is printed; the exit status is 0 (all ok),
-   2 (some files failed) or 1 (the run could not proceed or was stopped).
+   2 (some files failed) or 1 (the run could not proceed or was stopped: one line says why and
+   where, a traceback only with --debug).
 """
 
 from __future__ import annotations
