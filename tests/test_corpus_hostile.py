@@ -139,6 +139,21 @@ def test_f1_a_manifest_that_cannot_be_written_stops_the_run_cleanly(tmp_path, mo
     one_line_error(capsys.readouterr().err, "cannot write the manifest", "manifest.sqlite", "full")
 
 
+def test_an_unexpected_error_is_one_line_and_debug_shows_the_traceback(tmp_path, monkeypatch):
+    root, out = str(tmp_path / "in"), str(tmp_path / "out")
+    cd.write_good(root, {"a.wav": ("WAV", "PCM_16", 16000, 1, 0.2)})
+
+    def bug(*a, **k):
+        raise ZeroDivisionError("planted")
+
+    monkeypatch.setattr("arraymel.corpus.runner.walk", bug)
+    rc, _, stderr = corpus_cli(root, out, *MEL_FLAGS)
+    assert rc == 1
+    one_line_error(stderr, "unexpected error: ZeroDivisionError: planted", "--debug")
+    with pytest.raises(ZeroDivisionError):
+        corpus_cli(root, out, *MEL_FLAGS, "--debug")
+
+
 # ------------------------------------------------------------------------------------------------ F2, F3: names
 
 

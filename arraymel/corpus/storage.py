@@ -220,7 +220,7 @@ def remove_leftovers(out_root: str) -> list[str]:
                 try:
                     os.unlink(p)
                     removed.append(os.path.relpath(p, out_root))
-                except FileNotFoundError:
+                except OSError:  # gone already, or not ours to remove: it harms nothing
                     pass
     return removed
 
