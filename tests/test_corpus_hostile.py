@@ -402,6 +402,16 @@ def test_f8_a_long_file_in_blocks_equals_the_library_on_the_whole_decoded_file(l
     assert worst <= TOL_DB
 
 
+def test_f8_the_threaded_engine_streams_long_files_too(long_files, tmp_path):
+    """The GPU engine's pipeline (run here on the CPU) computes a long file in blocks on a decode thread."""
+    out = str(tmp_path / "out")
+    assert threads_run(long_files, out, settings={"memory_per_worker": 64}) == 0
+    for key in LONG:
+        got = np.load(os.path.join(out, key + ".npy"))
+        ref = cd.reference(os.path.join(long_files, key), **cd.MEL)
+        assert got.shape == ref.shape and np.max(np.abs(got - ref)) <= TOL_DB
+
+
 def test_f8_a_streamed_files_memory_does_not_grow_with_its_length(tmp_path):
     """Python-visible allocations (NumPy's included) while one file is computed: the same peak for a file
     four times as long, and far below the file's decoded size."""

@@ -120,7 +120,7 @@ def stream_file(opened: Opened, settings: CorpusSettings, writer: Writer, mel: C
         import soxr
 
         resampler = soxr.ResampleStream(sr, target, rows, dtype="float32", quality=RESAMPLE_QUALITY)
-    framer = Framer(cfg, rows, mel, block_frames(settings) * rows)
+    framer = Framer(cfg, rows, mel, block_frames(settings))
     n = 0
     try:
         scratch = writer.scratch(source.key)
