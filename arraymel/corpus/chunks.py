@@ -157,7 +157,7 @@ def _serial(sources: list[Source], settings: CorpusSettings, writer: Writer, com
 # worker processes of the local CPU engine
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """Linux: this worker gets SIGKILL when the process that started it dies (no orphan writers)."""
     try:
         import ctypes
@@ -172,7 +172,7 @@ def _die_with_parent() -> None:
 
 def worker_init(parent_pid: int, library_threads: int, settings: CorpusSettings | None = None) -> None:
     os.environ["ARRAYMEL_NUM_THREADS"] = str(library_threads)
-    _die_with_parent()
+    die_with_parent()
     if os.getppid() != parent_pid:  # the parent died before prctl took effect
         os._exit(1)
     import signal
