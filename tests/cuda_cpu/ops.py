@@ -10,8 +10,8 @@ buffer for the launch. In ``sanitize`` mode (AddressSanitizer build, libasan pre
 exact-size heap blocks instead, so ASan reports any byte outside them, reads included.
 
 FFT: the layout the engine gives cuFFT (``idist < n``: overlapping frames read in place) is read
-with the same strides; ``fft="float32"`` transforms float32 data in float32 (a stand-in for cuFFT's
-rounding), ``fft="exact"`` in float64, rounded once to the compute dtype.
+with the same strides; ``fft="float32"`` transforms float32 data in float32 with NumPy (a stand-in
+for cuFFT's rounding), ``fft="exact"`` in float64, rounded once to the compute dtype.
 """
 
 from __future__ import annotations
@@ -63,6 +63,15 @@ def build_all_kernels(sanitize: bool = False) -> None:
     jobs = [(kernels.SOURCE, kernels.name_expressions(dt, it))
             for dt in kernels.COMPUTE_CTYPES for it in (None, *kernels.INPUT_CTYPES)]
     build_many(jobs, sanitize)
+
+
+def _rfft_float32(frames: np.ndarray) -> np.ndarray:
+    """A real FFT computed in single precision: NumPy's (>= 2.0), else SciPy's (NumPy 1.x works in double)."""
+    if np.lib.NumpyVersion(np.__version__) >= "2.0.0":
+        return np.fft.rfft(frames, axis=-1)
+    import scipy.fft
+
+    return scipy.fft.rfft(frames, axis=-1)
 
 
 class EmuOps:
@@ -212,9 +221,7 @@ class EmuOps:
         for b0 in range(0, batch, step):
             f = frames[b0:b0 + step]
             if self.fft == "float32" and src.dtype == np.float32:
-                import scipy.fft
-
-                out[b0:b0 + step] = scipy.fft.rfft(f, axis=-1)  # float32 in, complex64 computed in single precision
+                out[b0:b0 + step] = _rfft_float32(f)
             else:
                 out[b0:b0 + step] = np.fft.rfft(f.astype(np.float64), axis=-1).astype(ct)
         self.ffts.append(layout)

@@ -1,6 +1,7 @@
 """Scale mode: the engine at GPU sizes with its real launch geometry, executing only some blocks.
 
-Buffers are sparse (anonymous ``MAP_NORESERVE`` mappings: untouched pages cost nothing), so a
+Buffers are sparse (anonymous ``MAP_NORESERVE`` mappings: untouched pages cost nothing, and ``empty``
+is zero pages rather than poison), so a
 2^31-sample input or an output of more than 2^31 elements fits a small machine. Every launch has
 the grid the engine computes for the real problem (CUDA's limits checked), and runs:
 
@@ -48,9 +49,10 @@ class ScaleOps(EmuOps):
         self._buffers[id(raw)] = (weakref.ref(raw), start, nbytes)
         return raw[start:start + nbytes]
 
-    def sparse(self, shape: tuple, dtype_name: str) -> np.ndarray:
-        """A zero-filled device buffer that costs only the pages written."""
-        return self.empty(shape, dtype_name)
+    def zeros(self, n: int, dtype_name: str) -> np.ndarray:
+        """Zeros (sparse like every buffer here); the last one is kept as :attr:`keys` (the engine's max keys)."""
+        self.keys = super().zeros(n, dtype_name)
+        return self.keys
 
     # ----------------------------------------------------------------- the sampled positions
     def begin(self, engine: Any, plan: Any, samples: set[tuple[int, int]]) -> None:
