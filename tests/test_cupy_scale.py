@@ -58,14 +58,14 @@ def run_scale(batch: int, samples: int, in_dtype: str, params: dict, budget: int
     frames = plan.problem.frames
     rows = sorted({0, batch - 1, int(rng.integers(0, batch))})
     fs = sampled_frames(plan, frames, rng)
-    x = ops.empty((batch, samples), in_dtype)  # sparse: zero pages
+    x = ops.sparse((batch, samples), in_dtype)
     fft, hop = params["fft_length"], params["sequence_stride"]
     for b in rows:  # signal only where the sampled frames read (the rest stays zero pages)
         for f in fs:
             lo, hi = max(0, f * hop - fft), min(samples, f * hop + fft)
             sig = rng.standard_normal(hi - lo) * 0.3 + np.sin(np.arange(lo, hi) * 0.05)
             x[b, lo:hi] = np.round(sig * 3000) if np.dtype(in_dtype).kind == "i" else sig
-    out = ops.empty((batch, mp.n_mels, frames), "float32")
+    out = ops.sparse((batch, mp.n_mels, frames), "float32")
     ops.begin(eng, plan, {(b, f) for b in rows for f in fs})
     eng.run(x, out, plan)
     got = np.stack([out[b][:, fs] for b in rows])

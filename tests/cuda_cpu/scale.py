@@ -35,6 +35,10 @@ class ScaleOps(EmuOps):
         self.blocks_run: dict[str, int] = {}
         self.grids: dict[str, set] = {}
 
+    def sparse(self, shape: tuple, dtype_name: str) -> np.ndarray:
+        """A zero-filled device buffer that costs only the pages written (``empty`` here is the same)."""
+        return self.empty(shape, dtype_name)
+
     def zeros(self, n: int, dtype_name: str) -> np.ndarray:
         """Zeros (sparse like every buffer here); the last one is kept as :attr:`keys` (the engine's max keys)."""
         self.keys = super().zeros(n, dtype_name)
