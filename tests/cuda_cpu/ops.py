@@ -90,7 +90,7 @@ class EmuOps:
             raise ValueError(f"fft={fft!r}: 'exact' or 'float32'")
         self.fft, self.shuffle, self.seed, self.sanitize = fft, shuffle, seed, sanitize
         #: leave fresh buffers as zero pages instead of poisoning them (scale mode)
-        self.sparse = False
+        self.zero_pages = False
         #: scale mode: a callable ``(expression, grid) -> linear block ids to run`` (None: every block)
         self.sample = sample
         self.launches: list[tuple[str, tuple, int]] = []
@@ -105,7 +105,7 @@ class EmuOps:
         The payload ends exactly where a ``PROT_NONE`` page begins, so any read or write past its end
         faults (the runtime turns the fault into a :class:`KernelError`); before the payload lie
         ``GUARD`` bytes of poison, checked after every launch. Pages are mapped ``MAP_NORESERVE``, so a
-        buffer costs only the pages touched (``sparse`` leaves the payload as zero pages).
+        buffer costs only the pages touched (``zero_pages`` leaves the payload as zero pages).
         """
         if self.sanitize:  # exact-size heap blocks: ASan's redzones do the checking
             raw = np.empty(max(1, nbytes), np.uint8)
@@ -118,7 +118,7 @@ class EmuOps:
             raise OSError(ctypes.get_errno(), "mprotect failed")
         start = body - nbytes
         raw[:start] = POISON
-        if fill and not self.sparse:
+        if fill and not self.zero_pages:
             raw[start:] = fill
         self._buffers[id(raw)] = (weakref.ref(raw), start, nbytes)
         return raw[start:]

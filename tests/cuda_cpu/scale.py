@@ -29,7 +29,7 @@ class ScaleOps(EmuOps):
 
     def __init__(self, *, random_blocks: int = 3, seed: int = 0, **options: Any):
         super().__init__(**options)
-        self.sparse = True
+        self.zero_pages = True
         self.random_blocks = random_blocks
         self.rng = np.random.default_rng(seed)
         self.blocks_run: dict[str, int] = {}
