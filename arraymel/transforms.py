@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from arraymel._config import EXTENSION_DEFAULTS, KERAS_DEFAULTS, MelConfig
+from arraymel._numpy.workers import thread_count
 from arraymel.functional import StateCache, compute
 
 
@@ -22,6 +23,10 @@ class MelSpectrogram:
         Keras's parameters, with Keras's defaults.
     top_db_scope : {"batch", "example"}, default "batch"
     dtype : {None, "float32", "float64"}
+    workers : int, optional
+        CPU threads of the NumPy path for every call (see :func:`arraymel.mel_spectrogram`);
+        None (default) takes :func:`arraymel.get_workers` at each call. Kept in
+        :meth:`get_config` only when set.
     **kwargs :
         Keras layer arguments without meaning here (``name``, ``trainable``, ...) are accepted
         and kept in :meth:`get_config`, so that a Keras config dict loads.
@@ -46,22 +51,27 @@ class MelSpectrogram:
         if isinstance(kwargs.get("dtype"), dict):  # a Keras DTypePolicy config
             policy = kwargs.pop("dtype")
             layer["dtype"] = policy
+        self.workers = kwargs.pop("workers", None)
+        if self.workers is not None:
+            thread_count(self.workers)  # checked now; -1 stays -1 (resolved per call, on the machine that runs it)
         self.config = MelConfig.create(**kwargs)
         self._layer = layer
         self._cache = StateCache(maxsize=8)
 
     # ---------------------------------------------------------------- Keras interface
     def __call__(self, x: Any, *, device: Any = None, output: str | None = None, backend: str = "auto",
-                 max_memory: int | None = None) -> Any:
+                 max_memory: int | None = None, workers: int | None = None) -> Any:
         """Compute the mel spectrogram of ``x`` (``(..., samples)`` -> ``(..., num_mel_bins, frames)``)."""
-        return compute(x, self.config, device=device, output=output, backend=backend,
-                       max_memory=max_memory, cache=self._cache)
+        return compute(x, self.config, device=device, output=output, backend=backend, max_memory=max_memory,
+                       workers=self.workers if workers is None else workers, cache=self._cache)
 
     def get_config(self) -> dict[str, Any]:
         """The parameters as given: Keras's 13 keys, ``top_db_scope``, ``dtype`` and layer keys."""
         cfg = self.config.keras_config()
         cfg["top_db_scope"] = self.config.top_db_scope
         cfg["dtype"] = self.config.dtype
+        if self.workers is not None:
+            cfg["workers"] = self.workers
         cfg.update(self._layer)
         return cfg
 
