@@ -6,7 +6,8 @@ shorter than a block, a group of whole clips (their centred signals gathered, th
 frames), so that 10,000 clips of 400 samples are some forty blocks, not 10,000. Each block is
 multiplied by the window into a per-thread buffer (casting integer or float64 input on the way),
 transformed in the compute dtype (``scipy.fft``, float32 for float32 input: well inside SPEC.md's
-tolerance bands), squared and reduced to mel bands in cache, and written into the output
+tolerance bands), squared and reduced to mel bands in cache (with ``mag_exp=2`` the banded product
+reads the squared real and imaginary parts in place, each with its bin's weight), and written into the output
 ``(batch, mels, frames)`` in place; dB and ``top_db`` need one more pass over the small output.
 
 Blocks run on ``workers`` threads (:mod:`arraymel._numpy.workers`); the FFT, the element-wise
@@ -53,7 +54,11 @@ class NumpyState:
         self.dtype = np.dtype(dtype_name)
         win = None if cfg.window is None else window_host(cfg.window, cfg.sequence_length, cfg.fft_length)
         self.window = None if win is None else win.astype(self.dtype)
-        self.filterbank = filterbank_host(cfg.num_mel_bins, cfg.fft_length, cfg.sampling_rate, cfg.min_freq, cfg.max_freq)
+        fb = filterbank_host(cfg.num_mel_bins, cfg.fft_length, cfg.sampling_rate, cfg.min_freq, cfg.max_freq)
+        # mag_exp == 2: the product reads the squared real and imaginary parts as they lie, interleaved,
+        # each pair with its bin's weight, so that re^2 + im^2 is summed inside the product (one pass less)
+        self.interleaved = cfg.mag_exp == 2.0
+        self.filterbank = np.repeat(fb, 2, axis=0) if self.interleaved else fb
         self.banded = banded(self.filterbank, self.dtype)
         self._dense_t: np.ndarray | None = None  # (mels, bins): built on the first non-finite input
         self.block = max(8, min(1024, BLOCK_BYTES // (cfg.fft_length * self.dtype.itemsize)))
@@ -71,12 +76,12 @@ class NumpyState:
         return self._dense_t
 
     # ------------------------------------------------------------------ buffers
-    def _buffers(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Per thread: frames ``(block, fft)``, power ``(block, bins)``, mel ``(mels, block)``."""
+    def _buffers(self) -> tuple[np.ndarray, Any, np.ndarray]:
+        """Per thread: frames ``(block, fft)``, power ``(block, bins)`` (None when interleaved), mel ``(mels, block)``."""
         loc = self._local
         if getattr(loc, "frames", None) is None:
             loc.frames = np.empty((self.block, self.cfg.fft_length), dtype=self.dtype)
-            loc.power = np.empty((self.block, self.cfg.n_bins), dtype=self.dtype)
+            loc.power = None if self.interleaved else np.empty((self.block, self.cfg.n_bins), dtype=self.dtype)
             loc.mel = np.empty((self.cfg.num_mel_bins, self.block), dtype=self.dtype)
         return loc.frames, loc.power, loc.mel
 
@@ -102,31 +107,48 @@ class NumpyState:
         step = seg.strides[0]
         return as_strided(seg, shape=(t1 - t0, cfg.fft_length), strides=(step * cfg.sequence_stride, step), writeable=False)
 
-    def _clip_frames(self, rows: np.ndarray, n_frames: int) -> np.ndarray:
-        """Every frame of a group of short clips: ``(clips, n_frames, fft)``, a view of their centred signals."""
-        cfg = self.cfg
-        n = rows.shape[1]
-        span = (n_frames - 1) * cfg.sequence_stride + cfg.fft_length
-        centred = np.take(rows, reflect_index(np, np.arange(-cfg.pad, span - cfg.pad), n), axis=1)
-        s_row, s = centred.strides
-        return as_strided(centred, shape=(rows.shape[0], n_frames, cfg.fft_length),
-                          strides=(s_row, s * cfg.sequence_stride, s), writeable=False)
-
-    # ------------------------------------------------------------------ one block
-    def _power(self, frames: np.ndarray, dense: bool) -> np.ndarray:
-        """``|rfft(frames * window)| ** mag_exp`` over the bins the mel product reads: ``(T, bins)``."""
-        cfg, bf = self.cfg, self.banded
-        fbuf, pbuf, _ = self._buffers()
-        T = math.prod(frames.shape[:-1])
-        buf = fbuf[:T].reshape(frames.shape)
+    def _window_tile(self, row: np.ndarray, t0: int, t1: int) -> int:
+        """Frames ``t0 .. t1 - 1`` of one clip, windowed into this thread's frame buffer; returns their count."""
+        frames = self._tile_frames(row, t0, t1)
+        buf = self._buffers()[0][: t1 - t0]
         if self.window is not None:
             np.multiply(frames, self.window, out=buf, casting="same_kind")
         else:
             np.copyto(buf, frames, casting="same_kind")
-        lo, hi = (0, cfg.n_bins) if dense else (bf.bin_lo, bf.bin_hi)
-        spec = rfft_impl()[1](fbuf[:T])[:, lo:hi]
+        return t1 - t0
+
+    def _window_clips(self, rows: np.ndarray, n_frames: int) -> int:
+        """Every frame of a group of short clips, gathered (reflections included) straight into this
+        thread's frame buffer and windowed there; returns their count."""
+        cfg = self.cfg
+        starts = np.arange(n_frames)[:, None] * cfg.sequence_stride - cfg.pad
+        idx = reflect_index(np, (starts + np.arange(cfg.fft_length)).ravel(), rows.shape[1])
+        T = rows.shape[0] * n_frames
+        flat = self._buffers()[0][:T].reshape(rows.shape[0], -1)
+        if rows.dtype == self.dtype:
+            np.take(rows, idx, axis=1, out=flat)
+        else:  # integer or float64 input: a cast on the way
+            flat[...] = np.take(rows, idx, axis=1)
+        if self.window is not None:
+            frames = flat.reshape(T, cfg.fft_length)
+            np.multiply(frames, self.window, out=frames)
+        return T
+
+    # ------------------------------------------------------------------ one block
+    def _power(self, T: int, dense: bool) -> np.ndarray:
+        """``|rfft(frame)| ** mag_exp`` of the first ``T`` windowed frames in the buffer, over the bins the
+        mel product reads: ``(T, bins)`` (``(T, 2 * bins)``, the squares of the real and imaginary
+        parts, when ``self.interleaved``)."""
+        cfg, bf = self.cfg, self.banded
+        fbuf, pbuf, _ = self._buffers()
+        lo, hi = (0, self.filterbank.shape[0]) if dense else (bf.bin_lo, bf.bin_hi)
+        spec = rfft_impl()[1](fbuf[:T])
+        if self.interleaved:  # the product adds re^2 and im^2 (see __init__)
+            v = spec.view(self.dtype)[:, lo:hi]
+            np.multiply(v, v, out=v)
+            return v
         # |X|^2 = re^2 + im^2: square the interleaved floats in place, then add the pairs
-        v = spec.view(self.dtype)
+        v = spec[:, lo:hi].view(self.dtype)
         np.multiply(v, v, out=v)
         p = pbuf[:T, : hi - lo]
         np.add(v[:, 0::2], v[:, 1::2], out=p)
@@ -156,12 +178,12 @@ class NumpyState:
                 np.subtract(o, self.ref_db, out=o)
 
     def _tile(self, x2: np.ndarray, out: np.ndarray, dense: bool, i: int, t0: int, t1: int) -> None:
-        p = self._power(self._tile_frames(x2[i], t0, t1), dense)
+        p = self._power(self._window_tile(x2[i], t0, t1), dense)
         self._mel(p, out[i, :, t0:t1], dense)
 
     def _clips(self, x2: np.ndarray, out: np.ndarray, dense: bool, i0: int, i1: int) -> None:
         n_frames = out.shape[2]
-        p = self._power(self._clip_frames(x2[i0:i1], n_frames), dense)
+        p = self._power(self._window_clips(x2[i0:i1], n_frames), dense)
         mel = self._buffers()[2][:, : p.shape[0]]
         self._mel(p, mel, dense)
         out[i0:i1] = mel.reshape(-1, i1 - i0, n_frames).transpose(1, 0, 2)
