@@ -68,6 +68,7 @@ class NumpyState:
         log_max = math.log(float(np.finfo(self.dtype).max) / (4.0 * cfg.n_bins))
         self.max_safe_sample = math.exp(log_max / max(cfg.mag_exp, 2.0)) / max(win_sum, 1e-300)
         self._local = threading.local()
+        rfft_impl()  # SciPy's libraries load now, before a call holds the BLAS pools to one thread
 
     @property
     def dense_t(self) -> np.ndarray:
