@@ -6,9 +6,10 @@ available (``-1``: all of them); :func:`set_workers` is a context manager that s
 for the calling thread; :func:`get_workers` reads it. Outside any :func:`set_workers` block the
 default is ``ARRAYMEL_NUM_THREADS`` when set, else every CPU in this process's affinity mask.
 
-``workers=1`` computes on the calling thread. ``workers=n > 1`` computes on exactly ``n`` threads
-of one shared pool (the caller waits); two calls from different threads share that pool, so
-together they never run more threads than the larger of them asked for.
+``workers=1`` computes on the calling thread. ``workers=n > 1`` computes on exactly ``n`` threads:
+the calling thread and ``n - 1`` threads of one shared pool. Calls from different threads share
+the pool's threads (a pool thread serves one call at a time), so concurrent calls add at most
+their own calling threads.
 
 While arraymel computes, every BLAS and OpenMP pool of the process is held to one thread
 (through ``threadpoolctl``), so that the small matrix products inside the workers never start
@@ -20,10 +21,11 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
 import os
 import queue
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future
 from typing import Any, Callable, Iterable, Iterator
 
 ENV = "ARRAYMEL_NUM_THREADS"
@@ -111,29 +113,43 @@ def resolve(workers: Any) -> int:
 
 
 # ---------------------------------------------------------------------- the pool
-_POOL: ThreadPoolExecutor | None = None
-_POOL_SIZE = 0
-_POOL_LOCK = threading.Lock()
+class _Helper(threading.Thread):
+    """One pool thread: runs the tasks put in its own inbox, one at a time, for the life of the process."""
+
+    def __init__(self, index: int):
+        super().__init__(name=f"arraymel-{index}", daemon=True)
+        self.inbox: queue.SimpleQueue = queue.SimpleQueue()
+        self.start()
+
+    def run(self) -> None:
+        while True:
+            fn, future = self.inbox.get()
+            try:
+                future.set_result(fn())
+            except BaseException as e:  # handed to the caller, which raises it
+                future.set_exception(e)
 
 
-def _pool(n: int) -> ThreadPoolExecutor:
-    """A pool of at least ``n`` threads (grown, never shrunk: a smaller call uses fewer of them)."""
-    global _POOL, _POOL_SIZE
-    with _POOL_LOCK:
-        if _POOL is None or _POOL_SIZE < n:
-            if _POOL is not None:
-                _POOL.shutdown(wait=False)  # its running tasks finish; its threads then exit
-            _POOL = ThreadPoolExecutor(max_workers=n, thread_name_prefix="arraymel")
-            _POOL_SIZE = n
-        return _POOL
+_HELPERS: list[_Helper] = []
+_HELPERS_LOCK = threading.Lock()
+
+
+def _helpers(n: int) -> list[_Helper]:
+    """The first ``n`` pool threads, started on first need and kept (idle ones wait on a queue)."""
+    with _HELPERS_LOCK:
+        while len(_HELPERS) < n:
+            _HELPERS.append(_Helper(len(_HELPERS)))
+        return _HELPERS[:n]
 
 
 def run_parallel(work: Callable[[Any], None], items: Iterable[Any], workers: int) -> None:
-    """``work(item)`` for every item, on exactly ``min(workers, len(items))`` threads; BLAS held to one thread.
+    """``work(item)`` for every item on exactly ``min(workers, len(items))`` threads; BLAS held to one thread.
 
-    ``workers == 1`` (or a single item) runs on the calling thread. Otherwise each of the
-    threads takes the next item from a shared queue until none is left, so uneven items
-    balance out. The first exception is raised here after every thread has stopped.
+    The calling thread is one of them: ``workers == 1`` (or a single item) runs there alone;
+    otherwise ``workers - 1`` pool threads join it. Each starts with one item, then takes the next
+    from a shared queue until none is left, so uneven items balance out. Concurrent calls share
+    the pool threads (a thread busy for one call serves the other next). The first exception is
+    raised here once every thread has stopped.
     """
     items = list(items)
     n = min(workers, len(items))
@@ -143,27 +159,36 @@ def run_parallel(work: Callable[[Any], None], items: Iterable[Any], workers: int
                 work(item)
             return
         todo: queue.SimpleQueue = queue.SimpleQueue()
-        for item in items:
+        for item in items[n:]:
             todo.put(item)
         failed = threading.Event()
 
-        def drain() -> None:
+        def drain(item: Any) -> None:
             while not failed.is_set():
-                try:
-                    item = todo.get_nowait()
-                except queue.Empty:
-                    return
                 try:
                     work(item)
                 except BaseException:
                     failed.set()
                     raise
+                try:
+                    item = todo.get_nowait()
+                except queue.Empty:
+                    return
 
-        futures = [_pool(n).submit(drain) for _ in range(n)]
-        for f in futures:
-            f.exception()  # wait for every thread before raising
-        for f in futures:
-            f.result()
+        futures = []
+        for helper, item in zip(_helpers(n - 1), items[1:n]):
+            futures.append(Future())
+            helper.inbox.put((functools.partial(drain, item), futures[-1]))
+        error = None
+        try:
+            drain(items[0])
+        except BaseException as e:
+            error = e
+        for f in futures:  # wait for every thread before raising
+            if f.exception() is not None and error is None:
+                error = f.exception()
+        if error is not None:
+            raise error
 
 
 # ---------------------------------------------------------------------- BLAS and OpenMP pools
