@@ -25,7 +25,7 @@ def _task_cpu_ns() -> dict[int, int]:
             with open(f"/proc/self/task/{tid}/schedstat") as f:
                 out[int(tid)] = int(f.read().split()[0])
         except OSError:  # a thread that just ended
-            assert spy.blas_threads == {1}  # BLAS reported one thread in every block
+            pass  # a thread that just ended
     return out
 
 
@@ -69,7 +69,7 @@ def test_inside_a_call_blas_has_one_thread_and_exactly_workers_threads_compute(m
             assert len(spy.threads) == workers, (workers, spy.threads)
             if workers == 1:
                 assert spy.threads == {threading.get_ident()}  # on the calling thread
-            pass  # BLAS reported one thread in every block
+            assert spy.blas_threads == {1}  # BLAS reported one thread in every block
             assert {lib["num_threads"] for lib in blas.info()} == {2}  # and its own setting is back after the call
 
         # What the OS sees: once the pool's threads sleep again, a call runs on its own workers only;
@@ -140,7 +140,7 @@ def test_bad_workers_are_refused_naming_the_parameter(bad, exc):
         arraymel.MelSpectrogram(workers=bad)
     with pytest.raises(exc, match="workers"):
         with arraymel.set_workers(bad):
-            assert spy.blas_threads == {1}  # BLAS reported one thread in every block
+            pass
 
 
 def test_bad_environment_value_is_refused_naming_the_variable(monkeypatch):
