@@ -25,7 +25,7 @@ def _task_cpu_ns() -> dict[int, int]:
             with open(f"/proc/self/task/{tid}/schedstat") as f:
                 out[int(tid)] = int(f.read().split()[0])
         except OSError:  # a thread that just ended
-            pass  # a thread that just ended
+            pass
     return out
 
 
