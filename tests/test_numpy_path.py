@@ -169,3 +169,60 @@ def test_banded_filterbank_equals_dense():
         assert [g.band_lo for g in bf.groups][0] == 0 and bf.groups[-1].band_hi == fb.shape[1]
         assert all(a.band_hi == b.band_lo for a, b in zip(bf.groups, bf.groups[1:]))
     assert banded(filterbank_host(128, 2048, 16000.0, 20.0, 8000.0), np.float32).multiply_adds_per_frame < 1025 * 128 / 10
+
+
+def _same_as_generic(x, **kw):
+    """The NumPy path gives the generic (dense) path's NaN, +inf and -inf in the same places, and its finite values."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # empty bands, by design in some cases below
+        fast = arraymel.mel_spectrogram(x, backend="numpy", **kw)
+        with np.errstate(all="ignore"):  # NumPy's warnings of inf - inf and overflow in the generic path
+            ref = arraymel.mel_spectrogram(x, backend="generic", **kw)
+    assert fast.dtype == ref.dtype and fast.shape == ref.shape
+    for kind in (np.isnan, np.isposinf, np.isneginf):
+        np.testing.assert_array_equal(kind(fast), kind(ref), err_msg=kind.__name__)
+    finite = np.isfinite(ref)
+    if finite.any():
+        assert_db_close(fast[finite], ref[finite], 1e-3 if kw.get("power_to_db", True) else np.inf)
+    return fast
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
+def test_non_finite_sample_in_an_empty_band_configuration(value):
+    """issue 10: with the only band empty, a NaN gave finite output (0 * NaN was never computed)."""
+    x = _signal((1600,))
+    x[800] = value
+    out = _same_as_generic(x, fft_length=16, sequence_stride=8, num_mel_bins=1, min_freq=3000.0, max_freq=3100.0,
+                           top_db=None)
+    assert np.isnan(out).any()
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf])
+@pytest.mark.parametrize("kw", [dict(), dict(top_db_scope="example"), dict(power_to_db=False), dict(top_db=None)],
+                         ids=["batch", "example", "power", "no-clip"])
+def test_non_finite_sample_gives_the_dense_products_nan(value, kw):
+    """issue 10: a +inf sample gave +inf (the dense product gives 0 * inf = NaN in every band)."""
+    x = _signal((3, 6000))
+    x[1, 3000] = value
+    out = _same_as_generic(x, fft_length=512, sequence_stride=128, num_mel_bins=40, **kw)
+    assert np.isnan(out[1]).any() and (np.isfinite(out[0]).all() or kw.get("top_db_scope", "batch") == "batch")
+
+
+@pytest.mark.parametrize("dtype, finite", [(np.float32, False), (np.float64, True)])
+def test_overflowing_dc_gives_the_dense_products_nan(dtype, finite):
+    """issue 10: DC at 1e19 with min_freq=2000: its power overflows float32 in the DC bin, which no band uses;
+    the dense product gives 0 * inf = NaN. In float64 nothing overflows and the values are finite."""
+    x = np.full((2, 4000), 1e19, dtype=dtype)
+    out = _same_as_generic(x, fft_length=256, num_mel_bins=20, min_freq=2000.0, top_db=None)
+    assert np.isfinite(out).all() == finite
+
+
+def test_big_endian_input_keeps_its_dtype_natively():
+    """issue 10: big-endian float64 in -> native float64 out (it computed in float32), on both paths."""
+    x = _signal((2, 5000), np.float64)
+    for backend in ("numpy", "generic"):
+        native = arraymel.mel_spectrogram(x, backend=backend, fft_length=512, num_mel_bins=40)
+        swapped = arraymel.mel_spectrogram(x.astype(">f8"), backend=backend, fft_length=512, num_mel_bins=40)
+        assert swapped.dtype == np.dtype(np.float64) and swapped.dtype.isnative
+        np.testing.assert_array_equal(swapped, native)
+        assert arraymel.mel_spectrogram(x.astype(">f4"), backend=backend).dtype == np.dtype(np.float32)

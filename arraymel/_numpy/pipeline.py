@@ -23,6 +23,7 @@ product's).
 
 from __future__ import annotations
 
+import contextlib
 import math
 import threading
 from typing import Any
@@ -226,10 +227,12 @@ class NumpyState:
         units = self._blocks(x2.shape[0], n_frames, n_workers, max_memory)
 
         def work(unit: tuple) -> None:
-            if unit[0] == "clips":
-                self._clips(x2, out, dense, unit[1], unit[2])
-            else:
-                self._tile(x2, out, dense, *unit[1:])
+            # non-finite input: inf - inf, 0 * inf and overflow are expected, and give Keras's NaN silently
+            with np.errstate(over="ignore", invalid="ignore") if dense else contextlib.nullcontext():
+                if unit[0] == "clips":
+                    self._clips(x2, out, dense, unit[1], unit[2])
+                else:
+                    self._tile(x2, out, dense, *unit[1:])
 
         _workers.run_parallel(work, units, n_workers)
         if cfg.power_to_db and cfg.top_db is not None and out.size:
