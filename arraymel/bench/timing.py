@@ -113,6 +113,14 @@ def _torch_call(fn: Callable[[Any], Any], x: Any, device: int | None) -> tuple[f
 _CALLS = {"cpu": _cpu_call, "cupy": _cupy_call, "torch": _torch_call}
 
 
+def measure(fn: Callable[[Any], Any], x: Any, *, timer: str = "cpu", device: int | None = None,
+            repeat: int | None = None, warmup: int = 1, budget_s: float = 1.0,
+            min_repeat: int = 5, max_repeat: int = 50) -> Timing:
+    """Time ``fn(x)`` alone (a :func:`measure_interleaved` of one callable; for design measurements of one library)."""
+    return measure_interleaved({"fn": (fn, x, timer, device)}, repeat=repeat, warmup=warmup, budget_s=budget_s,
+                               min_repeat=min_repeat, max_repeat=max_repeat)["fn"]
+
+
 def measure_interleaved(calls: dict[str, tuple[Callable[[Any], Any], Any, str, int | None]], *,
                         repeat: int | None = None, warmup: int = 1, budget_s: float = 1.0,
                         min_repeat: int = 11, max_repeat: int = 50,
