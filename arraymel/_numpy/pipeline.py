@@ -191,14 +191,15 @@ class NumpyState:
         out[i0:i1] = mel.reshape(-1, i1 - i0, n_frames).transpose(1, 0, 2)
 
     # ------------------------------------------------------------------ whole call
-    def _blocks(self, clips: int, n_frames: int, workers: int, max_memory: int | None) -> list[tuple]:
+    def _blocks(self, clips: int, n_frames: int, max_memory: int | None) -> list[tuple]:
         """The units of work: ``("clips", i0, i1)`` groups of short clips, or ``("tile", i, t0, t1)``."""
         block = self.block
         if max_memory is not None:  # per frame: frames, spectrum (2x), power, mel, in the compute dtype
             per_frame = self.dtype.itemsize * (4 * self.cfg.fft_length + self.cfg.num_mel_bins + 4)
-            block = max(1, min(block, int(max_memory) // max(1, per_frame * workers)))
+            # shared by as many threads as there are CPUs (not by this call's workers: blocks never depend on those)
+            block = max(1, min(block, int(max_memory) // max(1, per_frame * _workers.cpu_count())))
         # At least MIN_BLOCKS blocks, so that a single clip keeps several workers busy. The split depends
-        # on the shapes only (and max_memory), never on the thread count: results are the same on 1 or n threads.
+        # on the shapes and max_memory only, never on the thread count: results are the same on 1 or n threads.
         block = max(1, min(block, -(-clips * n_frames // MIN_BLOCKS)))
         if 2 * n_frames <= block:
             per = block // n_frames
@@ -224,7 +225,7 @@ class NumpyState:
         n_frames = cfg.n_frames(n)
         out = np.empty((x2.shape[0], cfg.num_mel_bins, n_frames), dtype=self.dtype)
         dense = self.needs_dense(x2)
-        units = self._blocks(x2.shape[0], n_frames, n_workers, max_memory)
+        units = self._blocks(x2.shape[0], n_frames, max_memory)
 
         def work(unit: tuple) -> None:
             # non-finite input: inf - inf, 0 * inf and overflow are expected, and give Keras's NaN silently
