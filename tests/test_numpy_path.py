@@ -226,3 +226,15 @@ def test_big_endian_input_keeps_its_dtype_natively():
         assert swapped.dtype == np.dtype(np.float64) and swapped.dtype.isnative
         np.testing.assert_array_equal(swapped, native)
         assert arraymel.mel_spectrogram(x.astype(">f4"), backend=backend).dtype == np.dtype(np.float32)
+
+
+@pytest.mark.parametrize("clips, samples", [(37, 400), (37, 3000), (5, 200000)])
+def test_a_clip_gives_the_same_bytes_alone_and_in_any_batch(clips, samples):
+    """A clip's numbers depend on nothing but itself (arraymel corpus relies on it): short clips are grouped
+    into blocks, long ones cut into tiles, and neither depends on the batch (nor on the thread count)."""
+    kw = dict(top_db=None)
+    x = _signal((clips, samples))
+    batch = arraymel.mel_spectrogram(x, **kw)
+    for i in (0, clips // 2, clips - 1):
+        np.testing.assert_array_equal(arraymel.mel_spectrogram(x[i], workers=1, **kw), batch[i])
+    np.testing.assert_array_equal(arraymel.mel_spectrogram(x[1:4], **kw), batch[1:4])

@@ -43,8 +43,8 @@ from arraymel.core.windows import window_host
 #: Target bytes of one block's frame buffer (256 frames of 2048 in float32). Smaller blocks fit L2
 #: better but each block costs a few dozen GIL hand-offs between the threads; measured best here.
 BLOCK_BYTES = 2 * 1024 * 1024
-#: Fewest blocks a call is cut into when it is large enough (a 10 s clip: 4 tiles of 79 frames).
-MIN_BLOCKS = 4
+#: Fewest frames in a tile cut so that a clip has one tile per CPU.
+MIN_TILE = 32
 
 
 class NumpyState:
@@ -78,14 +78,13 @@ class NumpyState:
         return self._dense_t
 
     # ------------------------------------------------------------------ buffers
-    def _buffers(self) -> tuple[np.ndarray, Any, np.ndarray]:
-        """Per thread: frames ``(block, fft)``, power ``(block, bins)`` (None when interleaved), mel ``(mels, block)``."""
+    def _buffers(self) -> tuple[np.ndarray, Any]:
+        """Per thread: frames ``(block, fft)``, power ``(block, bins)`` (None when interleaved)."""
         loc = self._local
         if getattr(loc, "frames", None) is None:
             loc.frames = np.empty((self.block, self.cfg.fft_length), dtype=self.dtype)
             loc.power = None if self.interleaved else np.empty((self.block, self.cfg.n_bins), dtype=self.dtype)
-            loc.mel = np.empty((self.cfg.num_mel_bins, self.block), dtype=self.dtype)
-        return loc.frames, loc.power, loc.mel
+        return loc.frames, loc.power
 
     # ------------------------------------------------------------------ frames of one block
     def _tile_frames(self, row: np.ndarray, t0: int, t1: int) -> np.ndarray:
@@ -142,7 +141,7 @@ class NumpyState:
         mel product reads: ``(T, bins)`` (``(T, 2 * bins)``, the squares of the real and imaginary
         parts, when ``self.interleaved``)."""
         cfg, bf = self.cfg, self.banded
-        fbuf, pbuf, _ = self._buffers()
+        fbuf, pbuf = self._buffers()
         lo, hi = (0, self.filterbank.shape[0]) if dense else (bf.bin_lo, bf.bin_hi)
         spec = rfft_impl()[1](fbuf[:T])
         if self.interleaved:  # the product adds re^2 and im^2 (see __init__)
@@ -161,15 +160,17 @@ class NumpyState:
         return p
 
     def _mel(self, p: np.ndarray, o: np.ndarray, dense: bool) -> None:
-        """``o (mels, T) = filterbank.T @ p.T``, then dB before ``top_db`` (NaN propagates, as in Keras)."""
+        """``o (..., mels, T) = filterbank.T @ p (..., T, bins).T``, then dB before ``top_db`` (NaN propagates,
+        as in Keras). With a leading clip axis the product is one matrix product per clip, so that a clip's
+        numbers never depend on the clips beside it (BLAS rounds a column by where it sits in a product)."""
         cfg, bf = self.cfg, self.banded
         if dense:
-            np.matmul(self.dense_t, p.T, out=o)
+            np.matmul(self.dense_t, p.swapaxes(-1, -2), out=o)
         else:
             for g in bf.groups:
-                dst = o[g.band_lo : g.band_hi]
+                dst = o[..., g.band_lo : g.band_hi, :]
                 if g.bin_hi > g.bin_lo:
-                    np.matmul(g.weights_t, p[:, g.bin_lo - bf.bin_lo : g.bin_hi - bf.bin_lo].T, out=dst)
+                    np.matmul(g.weights_t, p[..., g.bin_lo - bf.bin_lo : g.bin_hi - bf.bin_lo].swapaxes(-1, -2), out=dst)
                 else:
                     dst[...] = 0
         if cfg.power_to_db:
@@ -186,9 +187,7 @@ class NumpyState:
     def _clips(self, x2: np.ndarray, out: np.ndarray, dense: bool, i0: int, i1: int) -> None:
         n_frames = out.shape[2]
         p = self._power(self._window_clips(x2[i0:i1], n_frames), dense)
-        mel = self._buffers()[2][:, : p.shape[0]]
-        self._mel(p, mel, dense)
-        out[i0:i1] = mel.reshape(-1, i1 - i0, n_frames).transpose(1, 0, 2)
+        self._mel(p.reshape(i1 - i0, n_frames, p.shape[-1]), out[i0:i1], dense)
 
     # ------------------------------------------------------------------ whole call
     def _blocks(self, clips: int, n_frames: int, max_memory: int | None) -> list[tuple]:
@@ -198,14 +197,16 @@ class NumpyState:
             per_frame = self.dtype.itemsize * (4 * self.cfg.fft_length + self.cfg.num_mel_bins + 4)
             # shared by as many threads as there are CPUs (not by this call's workers: blocks never depend on those)
             block = max(1, min(block, int(max_memory) // max(1, per_frame * _workers.cpu_count())))
-        # At least MIN_BLOCKS blocks, so that a single clip keeps several workers busy. The split depends
-        # on the shapes and max_memory only, never on the thread count: results are the same on 1 or n threads.
-        block = max(1, min(block, -(-clips * n_frames // MIN_BLOCKS)))
+        # A clip's frames are cut the same way whatever the batch and the thread count, so that its numbers
+        # depend on nothing else (BLAS rounds a column by where it sits in a product): the split depends on
+        # the clip's length (and max_memory, and the machine's CPUs) only. Short clips are grouped, each
+        # with its own products (see _mel); a long one is cut in tiles, at least one per CPU (of
+        # MIN_TILE frames or more), so that one clip keeps every worker busy.
         if 2 * n_frames <= block:
             per = block // n_frames
             per = -(-clips // -(-clips // per))  # even groups
             return [("clips", i, min(clips, i + per)) for i in range(0, clips, per)]
-        tiles = -(-n_frames // block)
+        tiles = max(-(-n_frames // block), min(_workers.cpu_count(), n_frames // MIN_TILE))
         size = -(-n_frames // tiles)
         return [("tile", i, t0, min(n_frames, t0 + size)) for i in range(clips) for t0 in range(0, n_frames, size)]
 
