@@ -91,8 +91,13 @@ def test_inside_a_call_blas_has_one_thread_and_exactly_workers_threads_compute(m
 
 def test_workers_argument_on_the_function_the_class_and_in_scope(monkeypatch):
     seen = []
-    real = _workers.run_parallel
-    monkeypatch.setattr(_workers, "run_parallel", lambda work, items, n: (seen.append(n), real(work, items, n))[1])
+    real = pipeline.NumpyState.__call__
+
+    def spy(state, x, **kw):
+        seen.append(kw["workers"])  # the thread count the NumPy path is given (resolved by the caller)
+        return real(state, x, **kw)
+
+    monkeypatch.setattr(pipeline.NumpyState, "__call__", spy)
     monkeypatch.delenv(_workers.ENV, raising=False)
     cpus = _workers.cpu_count()
     x = X[:, :8000]
