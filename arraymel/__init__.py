@@ -10,6 +10,8 @@ path on the GPU, chosen at run time. Importing this package imports neither CuPy
 """
 
 from arraymel._config import MelConfig
+from arraymel._numpy.workers import get_workers, set_workers
+from arraymel._show_config import show_config
 from arraymel.core.db import power_to_db
 from arraymel.core.filterbank import mel_filterbank
 from arraymel.core.stft import stft
@@ -23,9 +25,12 @@ __all__ = [
     "MelConfig",
     "MelSpectrogram",
     "get_window",
+    "get_workers",
     "mel_filterbank",
     "mel_spectrogram",
     "power_to_db",
+    "set_workers",
+    "show_config",
     "stft",
     "__version__",
 ]

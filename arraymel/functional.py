@@ -9,6 +9,7 @@ import numpy as np
 
 from arraymel import _backend, _dlpack
 from arraymel._config import MelConfig
+from arraymel._numpy import workers as _workers
 from arraymel.core.inputs import as_array, compute_dtype_name, warn_if_channels_last
 
 
@@ -65,6 +66,7 @@ def compute(
     output: str | None = None,
     backend: str = "auto",
     max_memory: int | None = None,
+    workers: int | None = None,
     cache: StateCache | None = None,
 ) -> Any:
     """Run one mel spectrogram with an already validated config (the body of both public entry points)."""
@@ -75,6 +77,7 @@ def compute(
     plan = _backend.choose(x, device=device, backend=backend, output=output)
     if max_memory is not None and (isinstance(max_memory, bool) or not isinstance(max_memory, (int, np.integer)) or max_memory <= 0):
         raise ValueError(f"max_memory={max_memory!r} is not allowed: max_memory must be None (automatic) or an int > 0 (bytes).")
+    n_workers = _workers.resolve(workers)
     dtype_name = compute_dtype_name(x, xp, cfg.dtype)
     warn_if_channels_last(tuple(x.shape), cfg.fft_length)
     cfg.check_samples(int(x.shape[-1]))
@@ -82,7 +85,8 @@ def compute(
     if plan.input_kind in _dlpack.FRAMEWORKS and plan.path != "generic":
         if plan.path == "numpy":
             state = _state(cfg, plan, np, None, dtype_name, cache)
-            return _dlpack.run_on_cpu(x, plan.input_kind, dtype_name, lambda a: state(a, max_memory=max_memory),
+            return _dlpack.run_on_cpu(x, plan.input_kind, dtype_name,
+                                      lambda a: state(a, max_memory=max_memory, workers=n_workers),
                                       plan.output)
         return _dlpack.run_on_cuda(
             x, plan.input_kind, plan.cuda_index, dtype_name,
@@ -98,7 +102,7 @@ def compute(
         return out
     if plan.path == "numpy":
         xn = x.get() if plan.input_kind == "cupy" else x  # device="cpu" with CuPy input: asked-for copy
-        out = _state(cfg, plan, np, None, dtype_name, cache)(xn, max_memory=max_memory)
+        out = _state(cfg, plan, np, None, dtype_name, cache)(xn, max_memory=max_memory, workers=n_workers)
         if plan.input_kind == "cupy" and plan.output is None:
             import cupy
 
@@ -136,6 +140,7 @@ def mel_spectrogram(
     output: str | None = None,
     backend: str = "auto",
     max_memory: int | None = None,
+    workers: int | None = None,
 ) -> Any:
     """Mel spectrogram of a batch of audio, exactly as Keras 3's ``MelSpectrogram`` layer computes it.
 
@@ -192,6 +197,11 @@ def mel_spectrogram(
     max_memory : int, optional
         Work-area budget in bytes; the input is processed in blocks of frames (and, on a GPU,
         of examples) so that temporary memory stays under it. The default adapts to the path.
+    workers : int, optional
+        CPU threads of the NumPy path (as ``scipy.fft``'s ``workers``): ``1`` computes on the
+        calling thread, ``-1`` on every CPU available; None takes :func:`arraymel.get_workers`
+        (set with :func:`arraymel.set_workers` or ``ARRAYMEL_NUM_THREADS``; default all CPUs).
+        BLAS is held to one thread meanwhile. Other paths ignore it.
 
     Returns
     -------
@@ -213,4 +223,4 @@ def mel_spectrogram(
         max_freq=max_freq, power_to_db=power_to_db, top_db=top_db, mag_exp=mag_exp,
         min_power=min_power, ref_power=ref_power, top_db_scope=top_db_scope, dtype=dtype, filterbank=filterbank,
     )
-    return compute(x, cfg, device=device, output=output, backend=backend, max_memory=max_memory)
+    return compute(x, cfg, device=device, output=output, backend=backend, max_memory=max_memory, workers=workers)

@@ -6,6 +6,7 @@ import numbers
 from typing import Any
 
 from arraymel._config import EXTENSION_DEFAULTS, KERAS_DEFAULTS, MelConfig
+from arraymel._numpy.workers import thread_count
 from arraymel.functional import StateCache, compute
 
 
@@ -27,6 +28,10 @@ class MelSpectrogram:
         in Keras (``"float64"`` computes in float64); mixed and 16-bit policies are refused.
     filterbank : {"exact", "keras"}, default "exact"
         The float64 filterbank, or Keras's float32 one (Keras's exact numbers).
+    workers : int, optional
+        CPU threads of the NumPy path for every call (see :func:`arraymel.mel_spectrogram`);
+        None (default) takes :func:`arraymel.get_workers` at each call. Kept in
+        :meth:`get_config` only when set; :meth:`to_keras_config` leaves it out.
     **kwargs :
         Keras layer arguments without meaning here (``name``, ``trainable``, ...) are accepted
         and kept in :meth:`get_config`, so that a Keras config dict loads.
@@ -48,16 +53,19 @@ class MelSpectrogram:
 
     def __init__(self, **kwargs: Any) -> None:
         layer = {k: kwargs.pop(k) for k in self.LAYER_KEYS if k in kwargs}
+        self.workers = kwargs.pop("workers", None)
+        if self.workers is not None:
+            thread_count(self.workers)  # checked now; -1 stays -1 (resolved per call, on the machine that runs it)
         self.config = MelConfig.create(**kwargs)
         self._layer = layer
         self._cache = StateCache(maxsize=8)
 
     # ---------------------------------------------------------------- Keras interface
     def __call__(self, x: Any, *, device: Any = None, output: str | None = None, backend: str = "auto",
-                 max_memory: int | None = None) -> Any:
+                 max_memory: int | None = None, workers: int | None = None) -> Any:
         """Compute the mel spectrogram of ``x`` (``(..., samples)`` -> ``(..., num_mel_bins, frames)``)."""
-        return compute(x, self.config, device=device, output=output, backend=backend,
-                       max_memory=max_memory, cache=self._cache)
+        return compute(x, self.config, device=device, output=output, backend=backend, max_memory=max_memory,
+                       workers=self.workers if workers is None else workers, cache=self._cache)
 
     def get_config(self) -> dict[str, Any]:
         """The parameters as given: Keras's 13 keys, the layer keys given (``name``, ...), and each
@@ -74,6 +82,8 @@ class MelSpectrogram:
         cfg.update({k: given[k] for k, default in EXTENSION_DEFAULTS.items() if not _same(given[k], default)})
         if "dtype" in cfg:
             cfg["dtype"] = self._keras_dtype()
+        if self.workers is not None:
+            cfg["workers"] = self.workers
         return cfg
 
     def _keras_dtype(self) -> Any:
@@ -151,7 +161,7 @@ class MelSpectrogram:
     def __getstate__(self) -> dict[str, Any]:
         """Pickled without its cache of per-path states (thread-local buffers, device arrays): a copy in another
         process (a DataLoader worker under spawn) builds its own on first use."""
-        return {"config": self.config, "_layer": self._layer}
+        return {"config": self.config, "_layer": self._layer, "workers": self.workers}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
@@ -164,6 +174,8 @@ class MelSpectrogram:
         parts = []
         for k, v in changed.items():
             parts.append(f"{k}=<array {tuple(v.shape)}>" if hasattr(v, "shape") else f"{k}={v!r}")
+        if self.workers is not None:
+            parts.append(f"workers={self.workers!r}")
         return f"MelSpectrogram({', '.join(parts)})"
 
 

@@ -62,7 +62,7 @@ def _batch(name: str) -> np.ndarray:
 @pytest.mark.parametrize("name", list(GPU_WORKLOADS))
 def test_gpu(bench_peer, name, peer):
     _gpu_or_skip()
-    median = bench_peer(peer, GPU_WORKLOADS[name], "cuda", x_host=_batch(name))
+    median = bench_peer(peer, GPU_WORKLOADS[name], "cuda", x_host=_batch(name), interleave=GPU_PEERS)
     assert median is None or median > 0
 
 

@@ -70,3 +70,40 @@ def assert_power_close(actual, expected, *, rtol: float = 1e-4, atol_frac: float
     worst = float(np.max(excess))
     assert worst <= 0, f"power differs beyond tolerance by {worst:.3g} (max |b| {np.max(np.abs(b)):.3g})"
     return float(np.max(np.abs(a - b) / (np.abs(b) + 1e-30 + atol_frac * np.max(np.abs(b)))))
+
+
+#: SPEC.md's float32 dB bounds, by a value's power-equivalent distance below the maximum of its
+#: spectrogram: (upper edge of the band in dB, bound in dB). Below the last edge no bound applies.
+F32_DB_BANDS = ((60.0, 1e-3), (80.0, 3e-3), (100.0, 2e-2))
+
+
+def db_band_errors(actual, expected, *, mag_exp: float = 2.0, bands=F32_DB_BANDS) -> dict[str, float]:
+    """Max |actual - expected| (dB) per SPEC.md tolerance band, keyed ``"0-60"``, ``"60-80"``, ..., ``">100"``.
+
+    ``expected`` is a float64 evaluation; a value's distance is measured on it, below the maximum
+    of its own spectrogram (the last two axes), times ``2 / mag_exp`` (power-equivalent dB).
+    NaN must sit in the same places in both; NaN values are left out.
+    """
+    a, b = to_numpy(actual).astype(np.float64), to_numpy(expected).astype(np.float64)
+    assert a.shape == b.shape, f"shape {a.shape} != {b.shape}"
+    assert np.array_equal(np.isnan(a), np.isnan(b)), "NaN in different places"
+    finite = ~np.isnan(b)
+    peak = np.max(np.where(finite, b, -np.inf), axis=(-2, -1), keepdims=True)
+    below = (peak - b) * (2.0 / mag_exp)
+    diff = np.abs(np.where(finite, a - b, 0.0))
+    out, lo = {}, 0.0
+    for hi, _ in bands:
+        sel = finite & (below >= lo) & (below <= hi) if lo == 0.0 else finite & (below > lo) & (below <= hi)
+        out[f"{lo:g}-{hi:g}"] = float(diff[sel].max()) if sel.any() else 0.0
+        lo = hi
+    rest = finite & (below > lo)
+    out[f">{lo:g}"] = float(diff[rest].max()) if rest.any() else 0.0
+    return out
+
+
+def assert_db_banded(actual, expected, *, mag_exp: float = 2.0, bands=F32_DB_BANDS) -> dict[str, float]:
+    """float32 dB output within SPEC.md's band-by-band bounds of a float64 evaluation; returns the figures."""
+    errors = db_band_errors(actual, expected, mag_exp=mag_exp, bands=bands)
+    for (label, err), (_, bound) in zip(errors.items(), bands):
+        assert err <= bound, f"max |dB difference| {err:.3g} > {bound:g} at {label} dB below the maximum ({errors})"
+    return errors

@@ -249,18 +249,28 @@ def test_quartiles_match_numpy_percentile():
     assert (q1, q3) == pytest.approx(tuple(np.percentile(xs, [25, 75])))
 
 
-def test_measure_counts_warmup_and_repeats_separately():
+def test_measure_interleaved_runs_round_robin_and_drops_a_failing_callable():
     calls = []
 
-    def fn(x):
-        calls.append(x)
-        return len(calls)
+    def lib(name, fail_at=None):
+        def fn(x):
+            calls.append(name)
+            if len([c for c in calls if c == name]) == fail_at:
+                raise RuntimeError(f"{name} broke")
+            return name
+        return fn
 
-    tm = timing.measure(fn, "x", repeat=3, warmup=2)
-    assert len(calls) == 5 and len(tm.times) == 3 and tm.first_output == 1 and tm.warmup == 2
+    errors = []
+    tm = timing.measure_interleaved({n: (lib(n), "x", "cpu", None) for n in "abc"}, repeat=3, warmup=2,
+                                    on_error=lambda n, e: errors.append((n, str(e))))
+    assert calls[:6] == list("aabbcc")  # warm-up: each alone
+    assert calls[6:] == list("abcbcacab")  # then one call each per round, the first one rotating
+    assert {n: len(t.times) for n, t in tm.items()} == {"a": 3, "b": 3, "c": 3}
+    assert tm["a"].first_output == "a" and tm["a"].warmup == 2 and not errors
     calls.clear()
-    tm = timing.measure(fn, "x", repeat=None, warmup=1, budget_s=0.0, min_repeat=4)
-    assert len(tm.times) == 4 and len(calls) == 5
+    tm = timing.measure_interleaved({"a": (lib("a"), 0, "cpu", None), "b": (lib("b", fail_at=3), 0, "cpu", None)},
+                                    repeat=None, budget_s=0.0, min_repeat=4, on_error=lambda n, e: errors.append(n))
+    assert errors == ["b"] and list(tm) == ["a"] and len(tm["a"].times) == 4
 
 
 def test_tracemalloc_peak_sees_numpy_allocations():
@@ -301,6 +311,8 @@ def test_agreement_metric():
     b = a.copy()
     b[1, 2, 3] = -0.25
     assert bench_peers.agreement(a, b, db=True) == 0.25
+    assert bench_peers.agreement(b, a, db=True) == 0.25  # a peer below arraymel counts as much as one above
+    assert bench_peers.agreement(b + 1, a + 1, db=False) == pytest.approx(0.25)
     assert bench_peers.agreement(a + 1, b + 1, db=False) == pytest.approx(0.25 / 1.0)
     with pytest.raises(ValueError, match="shape"):
         bench_peers.agreement(a, a[..., :3], db=True)

@@ -72,3 +72,11 @@ def test_power_to_db_matches_its_formula_and_scopes(xp):
     assert_meta(ex, xp=xp, dtype=xp.float32, shape=p.shape)
     with pytest.raises(ValueError, match="top_db_scope='file'"):
         arraymel.power_to_db(p, top_db_scope="file")
+
+
+def test_power_to_db_uses_the_absolute_value_of_ref_power(xp):
+    """Called directly (not through MelConfig, which takes abs itself): ref_power=-1 is a reference of 1."""
+    got = arraymel.power_to_db(xp.asarray([[1.0, 1e-3]]), ref_power=-1, top_db=None)
+    np.testing.assert_allclose(np.asarray(got), [[0.0, -30.0]], atol=1e-5)
+    got = arraymel.power_to_db(xp.asarray([[1.0, 1e-3]]), ref_power=-10.0, top_db=None)
+    np.testing.assert_allclose(np.asarray(got), [[-10.0, -40.0]], atol=1e-5)

@@ -21,7 +21,7 @@ RULES = r"""
 // mode 0: correct. 1: threads at two different __syncthreads. 2: lane 5 exits before the shuffle.
 // 3: warp 0 shuffles while its lane 3 waits at a barrier (deadlock). 4: a write one past `out`.
 // 5: a write past the __shared__ array. 6: a write past the dynamic shared memory. 7: a write before `out`.
-// 8: a read far outside every buffer (a memory fault).
+// 8: a read far outside every buffer (a memory fault). 9: a read one past `x`.
 template <typename T>
 __global__ void rule_sum(const T* __restrict__ x, T* __restrict__ out, int n, int mode)
 {
@@ -44,6 +44,7 @@ __global__ void rule_sum(const T* __restrict__ x, T* __restrict__ out, int n, in
         if (mode == 4) out[gridDim.x] = s;
         if (mode == 7) out[-1] = s;
         if (mode == 8) out[0] = x[1LL << 40];
+        if (mode == 9) out[0] = x[n];
     }
     if (mode == 5 && threadIdx.x == 9) part[8] = T(1);
     if (mode == 6 && threadIdx.x == 0) dyn[64] = 1;
@@ -82,11 +83,12 @@ def test_correct_kernel_runs(mod, dtype, shuffle):
     (1, "divergent __syncthreads"),
     (2, "lane 5 of warp 0 has exited"),
     (3, "deadlock"),
-    (4, "out of bounds: a write 4 bytes past the end of a buffer of 8 bytes"),
+    (4, r"memory fault at address 0x[0-9a-f]+ \(block \(\d, 0, 0\), thread 0\): byte 8 of a buffer of 8 bytes"),
     (5, "__shared__ array written outside its bounds"),
     (6, "dynamic shared memory written outside its size"),
     (7, "out of bounds: a write 4 bytes before a buffer of 8 bytes"),
     (8, r"out of bounds: memory fault at address 0x[0-9a-f]+ \(block \(0, 0, 0\), thread 0\)"),
+    (9, r"memory fault .*: byte 1024 of a buffer of 1024 bytes"),
 ])
 def test_broken_rules_are_reported(mod, mode, message):
     with pytest.raises(KernelError, match=message):

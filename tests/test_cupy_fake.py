@@ -3,9 +3,9 @@ on the CPU against a NumPy stand-in for CuPy.
 
 The stand-in gives arrays a ``device`` and a ``data.ptr`` (their real host address), a plan class
 with CuPy's ``PlanNd`` signature whose ``fft`` replays the layout with NumPy, and kernels that map
-the raw addresses the pipeline passes back to the allocations they point into and run the NumPy
-model of ``tests/kernel_model.py``. So the code that only runs with CuPy is executed here:
-argument conversion to device addresses, plan keys and reuse, the compile cache's keys, the
+the raw addresses the pipeline passes back to the allocations they point into and run the kernel
+text on the CUDA emulator (``tests/cuda_cpu``). So the code that only runs with CuPy is executed
+here: argument conversion to device addresses, plan keys and reuse, the compile cache's keys, the
 default budget, the out-of-memory path. CuPy itself, NVRTC and cuFFT are not involved.
 """
 
@@ -91,8 +91,8 @@ class FakeRuntimeError(RuntimeError):
 
 
 def make_fake_cupy(limit_bytes: list) -> types.ModuleType:
-    from kernel_model import NumpyOps
     from arraymel._cupy.engine import FftLayout
+    from cuda_cpu import EmuOps
 
     cupy = types.ModuleType("cupy")
     cuda = types.ModuleType("cupy.cuda")
@@ -168,14 +168,15 @@ def make_fake_cupy(limit_bytes: list) -> types.ModuleType:
 
         def fft(self, a, out, direction):
             assert direction == cufft.CUFFT_FORWARD
-            NumpyOps().rfft(FftLayout(*self.layout), a.view(np.ndarray), out.view(np.ndarray))
+            EmuOps().rfft(FftLayout(*self.layout), a.view(np.ndarray), out.view(np.ndarray))
 
     cufft.PlanNd = PlanNd
     return cupy
 
 
 class FakeKernels:
-    """``KERNELS`` of the pipeline: each launch maps raw addresses back to arrays and runs the NumPy model."""
+    """``KERNELS`` of the pipeline: each launch maps raw addresses back to arrays and runs the kernel text on the
+    CUDA emulator (tests/cuda_cpu)."""
 
     def __init__(self):
         self.compiled = 0
@@ -184,7 +185,7 @@ class FakeKernels:
 
     def function(self, device_id, kernel, dtype_name, in_dtype_name=None):
         from arraymel._cupy import kernels
-        from kernel_model import NumpyOps
+        from cuda_cpu import EmuOps
 
         key = (device_id, kernel, dtype_name, in_dtype_name if kernel in kernels.INPUT_KERNELS else None)
         if key not in self.keys:
@@ -205,7 +206,7 @@ class FakeKernels:
                 else:
                     conv.append(a)
             self.launches.append(kernel)
-            NumpyOps().launch(kernel, dtype_name, in_dtype_name, grid, block, shared_mem, tuple(conv))
+            EmuOps().launch(kernel, dtype_name, in_dtype_name, grid, block, shared_mem, tuple(conv))
 
         return call
 

@@ -66,16 +66,13 @@ def run_scale(batch: int, samples: int, in_dtype: str, params: dict, budget: int
             sig = rng.standard_normal(hi - lo) * 0.3 + np.sin(np.arange(lo, hi) * 0.05)
             x[b, lo:hi] = np.round(sig * 3000) if np.dtype(in_dtype).kind == "i" else sig
     out = ops.sparse((batch, mp.n_mels, frames), "float32")
-    keys = []
-    zeros = ops.zeros
-    ops.zeros = lambda n, dt: keys.append(zeros(n, dt)) or keys[-1]
     ops.begin(eng, plan, {(b, f) for b in rows for f in fs})
     eng.run(x, out, plan)
     got = np.stack([out[b][:, fs] for b in rows])
     want = np.stack([np.stack([frame_oracle(x[b], f, params) for f in fs], axis=1) for b in rows])
     if params.get("top_db") is not None:  # the clip against the maximum the sampled blocks found
         scope_rows = rows if params.get("top_db_scope") == "example" else [0] * len(rows)
-        floor = np.array([decode_key(keys[-1][r], "float32") for r in scope_rows]) - params["top_db"]
+        floor = np.array([decode_key(ops.keys[r], "float32") for r in scope_rows]) - params["top_db"]
         want = np.maximum(want, floor[:, None, None])
     assert_spec_close(got, want, dtype="float32")
     return plan, ops

@@ -1,33 +1,40 @@
 """The tuned NumPy path: blocks of frames through windowing, FFT, power, banded mel and dB.
 
-Frames are never materialised for the whole signal: each block of frames is a strided view of
-the input (a small reflect-padded gather only at the two ends), multiplied by the window into a
-per-thread buffer (casting integer or float64 input on the way), transformed, squared and
-reduced to mel bands in cache. Blocks run on a thread pool: the FFT, the element-wise passes and
-BLAS release the GIL. The output ``(batch, mels, frames)`` is written in place, block by block;
-dB and ``top_db`` need one more pass over the (small) output.
+Frames are never materialised for the whole signal. A block is either a tile of one long clip
+(a strided view of the input; a small reflect-padded gather only at the two ends) or, for clips
+shorter than half a block, a group of whole clips (their centred signals gathered, then viewed as
+frames), so that 10,000 clips of 400 samples are some forty blocks, not 10,000. Each block is
+multiplied by the window into a per-thread buffer (casting integer or float64 input on the way),
+transformed in the compute dtype (``scipy.fft``: float32 for float32 input, well inside SPEC.md's
+tolerance bands), squared and reduced to mel bands in cache (with ``mag_exp=2`` the banded
+product reads the squared real and imaginary parts in place, each with its bin's weight), and
+written into the output ``(batch, mels, frames)`` in place; ``top_db`` needs one more pass over
+the (small) output. How a clip is cut depends on its length only, so its numbers never depend on
+the batch or on the thread count.
 
-The FFT of each block is taken in float64, whatever the compute dtype: ``scipy.fft``'s float32
-transform is about 3x less accurate than NumPy's, which put values 78 dB below the maximum
-1.7e-3 dB from a float64 evaluation (SPEC.md allows 1e-3). The window multiply writes float64
-frames directly, and the power is written back in the compute dtype, so only the per-thread block
-buffers are float64; the mel product, the dB pass and the output stay in the compute dtype.
-Cost measured here (16 x 10 s, 2 threads): 29 vs 20 ms with Keras defaults, 18 vs 13 ms for the
-speech configuration; the float32 transform was 1.7e-3 dB from the generic path on speech.
+Blocks run on ``workers`` threads (:mod:`arraymel._numpy.workers`); the FFT, the element-wise
+passes and BLAS release the GIL, and BLAS is held to one thread meanwhile.
+
+Non-finite values: the banded product skips the filterbank's zeros, so ``0 * NaN`` or ``0 * inf``
+would never be computed. The input's extremes are read first (two reductions over the input,
+cheap next to the transform): when every sample is finite and no power can overflow, nothing
+non-finite can arise and the banded product is exact; otherwise the call uses the dense product
+over every bin, which is what Keras computes (SPEC.md: non-finite handling equals the dense
+product's).
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
-import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from arraymel._config import MelConfig
+from arraymel._numpy import workers as _workers
 from arraymel._numpy.banded import banded
 from arraymel._numpy.fft import rfft_impl
 from arraymel._numpy.memory import empty_aligned
@@ -37,46 +44,9 @@ from arraymel.core.filterbank import config_filterbank
 from arraymel.core.framing import padded_take
 from arraymel.core.windows import config_window
 
-#: Target bytes of one block's float64 frame buffer (128 frames of 2048, 512 of 400). Smaller blocks
-#: fit L2 better but each block costs a few dozen GIL hand-offs between the threads; measured best here.
+#: Target bytes of one block's frame buffer (256 frames of 2048 in float32). Smaller blocks fit L2
+#: better but each costs Python and BLAS-call overhead; 0.125 to 8 MiB measured, 2 MiB best here.
 BLOCK_BYTES = 2 * 1024 * 1024
-
-
-def num_threads() -> int:
-    """Worker threads: ``ARRAYMEL_NUM_THREADS`` if set, else the CPUs this process may use."""
-    env = os.environ.get("ARRAYMEL_NUM_THREADS")
-    if env:
-        return max(1, int(env))
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - not Linux
-        return max(1, os.cpu_count() or 1)
-
-
-_POOL: ThreadPoolExecutor | None = None
-_POOL_SIZE = 0
-_POOL_LOCK = threading.Lock()
-
-
-def _pool(n: int) -> ThreadPoolExecutor:
-    global _POOL, _POOL_SIZE
-    with _POOL_LOCK:
-        if _POOL is None or _POOL_SIZE != n:
-            if _POOL is not None:
-                _POOL.shutdown(wait=False)
-            _POOL = ThreadPoolExecutor(max_workers=n, thread_name_prefix="arraymel")
-            _POOL_SIZE = n
-        return _POOL
-
-
-def _forget_pool_in_child() -> None:
-    """A forked child (a torch DataLoader worker, multiprocessing) has none of the parent's threads: a pool
-    inherited from it would take work and never run it. Start a new one on first use."""
-    global _POOL, _POOL_SIZE, _POOL_LOCK
-    _POOL, _POOL_SIZE, _POOL_LOCK = None, 0, threading.Lock()
-
-
-os.register_at_fork(after_in_child=_forget_pool_in_child)
 
 
 class NumpyState:
@@ -86,32 +56,48 @@ class NumpyState:
         self.cfg = cfg
         self.dtype = np.dtype(dtype_name)
         win = config_window(cfg)
-        self.fft_dtype = np.dtype(np.float64)  # see the module docstring: accuracy of the transform
-        self.window = None if win is None else win.astype(self.fft_dtype)
+        self.window = None if win is None else win.astype(self.dtype)
         fb = config_filterbank(cfg)
-        self.banded = banded(fb, self.dtype)
-        self.block = max(8, min(512, BLOCK_BYTES // (cfg.fft_length * self.fft_dtype.itemsize)))
+        # mag_exp == 2: the product reads the squared real and imaginary parts as they lie, interleaved,
+        # each pair with its bin's weight, so that re^2 + im^2 is summed inside the product (one pass less)
+        self.interleaved = cfg.mag_exp == 2.0
+        self.filterbank = np.repeat(fb, 2, axis=0) if self.interleaved else fb
+        self.banded = banded(self.filterbank, self.dtype)
+        self._dense_t: np.ndarray | None = None  # (mels, bins): built on the first non-finite input
+        self.block = max(8, min(1024, BLOCK_BYTES // (cfg.fft_length * self.dtype.itemsize)))
         self.ref_db = reference_db(cfg.ref_power, cfg.min_power)
+        # The largest |X| that cannot overflow: |X| ** max(mag_exp, 2), summed over every bin, stays finite.
+        win_sum = float(np.abs(win).sum()) if win is not None else float(cfg.fft_length)
+        log_max = math.log(float(np.finfo(self.dtype).max) / (4.0 * cfg.n_bins))
+        self.max_safe_sample = math.exp(log_max / max(cfg.mag_exp, 2.0)) / max(win_sum, 1e-300)
         self._local = threading.local()
+        rfft_impl()  # SciPy's libraries load now, before a call holds the BLAS pools to one thread
+
+    @property
+    def dense_t(self) -> np.ndarray:
+        if self._dense_t is None:
+            self._dense_t = np.ascontiguousarray(self.filterbank.T, dtype=self.dtype)
+        return self._dense_t
 
     # ------------------------------------------------------------------ buffers
-    def _buffers(self) -> tuple[np.ndarray, np.ndarray]:
+    def _buffers(self) -> tuple[np.ndarray, Any]:
+        """Per thread: frames ``(block, fft)``, power ``(block, bins)`` (None when interleaved)."""
         loc = self._local
         if getattr(loc, "frames", None) is None:
-            nb = self.banded.bin_hi - self.banded.bin_lo
-            loc.frames = np.empty((self.block, self.cfg.fft_length), dtype=self.fft_dtype)
-            loc.power = np.empty((self.block, max(nb, 1)), dtype=self.dtype)
+            loc.frames = np.empty((self.block, self.cfg.fft_length), dtype=self.dtype)
+            loc.power = None if self.interleaved else np.empty((self.block, self.cfg.n_bins), dtype=self.dtype)
         return loc.frames, loc.power
 
-    # ------------------------------------------------------------------ one block
-    def _frames_view(self, row: np.ndarray, t0: int, t1: int) -> np.ndarray:
+    # ------------------------------------------------------------------ frames of one block
+    def _tile_frames(self, row: np.ndarray, t0: int, t1: int) -> np.ndarray:
+        """Frames ``t0 .. t1 - 1`` of one clip: ``(t1 - t0, fft)``, a strided view where possible."""
         cfg = self.cfg
         n = row.shape[0]
         s0 = t0 * cfg.sequence_stride - cfg.pad
         s1 = (t1 - 1) * cfg.sequence_stride - cfg.pad + cfg.fft_length
         if s0 >= 0 and s1 <= n:
             seg = row[s0:s1]
-        else:  # an end of the signal: gather only the padded samples (reflected or zero), slice the rest
+        else:  # an end of the signal: gather only the reflected samples, slice the rest
             lo, hi = min(max(s0, 0), n), max(min(s1, n), 0)
             parts = []
             if s0 < lo:
@@ -124,61 +110,134 @@ class NumpyState:
         step = seg.strides[0]
         return as_strided(seg, shape=(t1 - t0, cfg.fft_length), strides=(step * cfg.sequence_stride, step), writeable=False)
 
-    def _block(self, x2: np.ndarray, out: np.ndarray, i: int, t0: int, t1: int) -> None:
+    def _window_tile(self, row: np.ndarray, t0: int, t1: int) -> int:
+        """Frames ``t0 .. t1 - 1`` of one clip, windowed into this thread's frame buffer; returns their count."""
+        frames = self._tile_frames(row, t0, t1)
+        buf = self._buffers()[0][: t1 - t0]
+        window_into(frames, self.window, buf, self.cfg)
+        return t1 - t0
+
+    def _window_clips(self, rows: np.ndarray, n_frames: int) -> int:
+        """Every frame of a group of short clips, windowed into this thread's frame buffer; returns their count.
+
+        The clips' centred signals (reflections included) are gathered once, then viewed as frames:
+        reading overlapping frames from that view beat gathering every frame (measured).
+        """
+        cfg = self.cfg
+        span = (n_frames - 1) * cfg.sequence_stride + cfg.fft_length
+        centred = padded_take(np, rows, np.arange(-cfg.pad, span - cfg.pad), cfg.pad_mode)
+        s_row, s = centred.strides
+        frames = as_strided(centred, shape=(rows.shape[0], n_frames, cfg.fft_length),
+                            strides=(s_row, s * cfg.sequence_stride, s), writeable=False)
+        T = rows.shape[0] * n_frames
+        buf = self._buffers()[0][:T].reshape(frames.shape)
+        window_into(frames, self.window, buf, cfg)
+        return T
+
+    # ------------------------------------------------------------------ one block
+    def _power(self, T: int, dense: bool) -> np.ndarray:
+        """``|rfft(frame)| ** mag_exp`` of the first ``T`` windowed frames in the buffer, over the bins the
+        mel product reads: ``(T, bins)`` (``(T, 2 * bins)``, the squares of the real and imaginary
+        parts, when ``self.interleaved``)."""
         cfg, bf = self.cfg, self.banded
         fbuf, pbuf = self._buffers()
-        T = t1 - t0
-        frames = self._frames_view(x2[i], t0, t1)
-        buf = fbuf[:T]
-        window_into(frames, self.window, buf, cfg)
-        spec = rfft_impl()[1](buf)[:, bf.bin_lo : bf.bin_hi]
+        lo, hi = (0, self.filterbank.shape[0]) if dense else (bf.bin_lo, bf.bin_hi)
+        spec = rfft_impl()[1](fbuf[:T])
+        if self.interleaved:  # the product adds re^2 and im^2 (see __init__)
+            v = spec.view(self.dtype)[:, lo:hi]
+            np.multiply(v, v, out=v)
+            return v
         # |X|^2 = re^2 + im^2: square the interleaved floats in place, then add the pairs
-        v = spec.view(self.fft_dtype)
+        v = spec[:, lo:hi].view(self.dtype)
         np.multiply(v, v, out=v)
-        p = pbuf[:T, : bf.bin_hi - bf.bin_lo]
-        np.add(v[:, 0::2], v[:, 1::2], out=p, casting="same_kind")
+        p = pbuf[:T, : hi - lo]
+        np.add(v[:, 0::2], v[:, 1::2], out=p)
         if cfg.mag_exp == 1.0:
             np.sqrt(p, out=p)
         elif cfg.mag_exp != 2.0:
             np.power(p, cfg.mag_exp / 2.0, out=p)
-        o = out[i, :, t0:t1]
-        for g in bf.groups:
-            dst = o[g.band_lo : g.band_hi]
-            if g.bin_hi > g.bin_lo:
-                np.matmul(g.weights_t, p[:, g.bin_lo - bf.bin_lo : g.bin_hi - bf.bin_lo].T, out=dst)
-            else:
-                dst[...] = 0
+        return p
+
+    def _mel(self, p: np.ndarray, o: np.ndarray, dense: bool) -> None:
+        """``o (..., mels, T) = filterbank.T @ p (..., T, bins).T``, then dB before ``top_db`` (NaN propagates,
+        as in Keras). With a leading clip axis the product is one matrix product per clip, so that a clip's
+        numbers never depend on the clips beside it (BLAS rounds a column by where it sits in a product)."""
+        cfg, bf = self.cfg, self.banded
+        if dense:
+            np.matmul(self.dense_t, p.swapaxes(-1, -2), out=o)
+        else:
+            for g in bf.groups:
+                dst = o[..., g.band_lo : g.band_hi, :]
+                if g.bin_hi > g.bin_lo:
+                    np.matmul(g.weights_t, p[..., g.bin_lo - bf.bin_lo : g.bin_hi - bf.bin_lo].swapaxes(-1, -2), out=dst)
+                else:
+                    dst[...] = 0
         if cfg.power_to_db:
-            np.maximum(o, cfg.min_power, out=o)  # NaN propagates, as in Keras
+            np.maximum(o, cfg.min_power, out=o)
             np.log10(o, out=o)
             np.multiply(o, 10.0, out=o)
             if self.ref_db != 0.0:
                 np.subtract(o, self.ref_db, out=o)
 
-    def _run_units(self, x2: np.ndarray, out: np.ndarray, units: list[tuple[int, int, int]]) -> None:
-        for i, t0, t1 in units:
-            self._block(x2, out, i, t0, t1)
+    def _tile(self, x2: np.ndarray, out: np.ndarray, dense: bool, i: int, t0: int, t1: int) -> None:
+        p = self._power(self._window_tile(x2[i], t0, t1), dense)
+        self._mel(p, out[i, :, t0:t1], dense)
+
+    def _clips(self, x2: np.ndarray, out: np.ndarray, dense: bool, i0: int, i1: int) -> None:
+        n_frames = out.shape[2]
+        p = self._power(self._window_clips(x2[i0:i1], n_frames), dense)
+        self._mel(p.reshape(i1 - i0, n_frames, p.shape[-1]), out[i0:i1], dense)
 
     # ------------------------------------------------------------------ whole call
-    def __call__(self, x: np.ndarray, *, max_memory: int | None = None) -> np.ndarray:
+    def _blocks(self, clips: int, n_frames: int, max_memory: int | None) -> list[tuple]:
+        """The units of work: ``("clips", i0, i1)`` groups of short clips, or ``("tile", i, t0, t1)``."""
+        block = self.block
+        if max_memory is not None:  # per frame: frames, spectrum (2x), power, mel, in the compute dtype
+            per_frame = self.dtype.itemsize * (4 * self.cfg.fft_length + self.cfg.num_mel_bins + 4)
+            # shared by as many threads as there are CPUs (not by this call's workers: blocks never depend on those)
+            block = max(1, min(block, int(max_memory) // max(1, per_frame * _workers.cpu_count())))
+        # A clip's frames are cut the same way whatever the batch and the thread count, so that its numbers
+        # depend on nothing else (BLAS rounds a column by where it sits in a product): the split depends on
+        # the clip's length (and max_memory) only. Short clips are grouped, each with its own products
+        # (see _mel); a long one is cut in even tiles of at most a block, so a clip of n blocks keeps
+        # n workers busy (splitting a 10 s speech clip in two cost 11% more CPU over 16 clips).
+        if clips == 0:
+            return []
+        if 2 * n_frames <= block:
+            per = block // n_frames
+            per = -(-clips // -(-clips // per))  # even groups
+            return [("clips", i, min(clips, i + per)) for i in range(0, clips, per)]
+        tiles = -(-n_frames // block)
+        size = -(-n_frames // tiles)
+        return [("tile", i, t0, min(n_frames, t0 + size)) for i in range(clips) for t0 in range(0, n_frames, size)]
+
+    def needs_dense(self, x: np.ndarray) -> bool:
+        """True when a sample is non-finite or so large that a power or a mel sum could overflow."""
+        if x.size == 0:
+            return False
+        hi, lo = x.max(), x.min()  # NaN propagates through both
+        with np.errstate(invalid="ignore", over="ignore"):
+            return not (abs(float(hi)) <= self.max_safe_sample and abs(float(lo)) <= self.max_safe_sample)
+
+    def __call__(self, x: np.ndarray, *, max_memory: int | None = None, workers: int | None = None) -> np.ndarray:
         cfg = self.cfg
+        n_workers = _workers.resolve(workers)
         batch_shape, n = x.shape[:-1], x.shape[-1]
         x2 = x.reshape(math.prod(batch_shape), n)
         n_frames = cfg.n_frames(n)
         out = empty_aligned((x2.shape[0], cfg.num_mel_bins, n_frames), self.dtype)  # JAX adopts it without a copy
-        block = self.block
-        if max_memory is not None:
-            per_frame = self.fft_dtype.itemsize * (3 * cfg.fft_length + 2)
-            block = max(1, min(block, int(max_memory) // max(1, per_frame * num_threads())))
-        units = [(i, t0, min(n_frames, t0 + block)) for i in range(x2.shape[0]) for t0 in range(0, n_frames, block)]
-        nthreads = min(num_threads(), len(units))
-        if nthreads <= 1:
-            self._run_units(x2, out, units)
-        else:
-            # contiguous runs of units per task: fewer hand-offs, neighbouring memory per thread
-            k = nthreads * 4
-            chunks = [units[j::k] for j in range(k)] if len(units) >= k else [[u] for u in units]
-            list(_pool(nthreads).map(lambda c: self._run_units(x2, out, c), chunks))
+        dense = self.needs_dense(x2)
+        units = self._blocks(x2.shape[0], n_frames, max_memory)
+
+        def work(unit: tuple) -> None:
+            # non-finite input: inf - inf, 0 * inf and overflow are expected, and give Keras's NaN silently
+            with np.errstate(over="ignore", invalid="ignore") if dense else contextlib.nullcontext():
+                if unit[0] == "clips":
+                    self._clips(x2, out, dense, unit[1], unit[2])
+                else:
+                    self._tile(x2, out, dense, *unit[1:])
+
+        _workers.run_parallel(work, units, n_workers)
         if cfg.power_to_db and cfg.top_db is not None and out.size:
             if cfg.top_db_scope == "batch":
                 floor = out.max() - cfg.top_db

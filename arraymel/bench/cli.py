@@ -52,7 +52,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--sampling-rate", type=_positive_float, default=None,
                    help="override the configuration's sampling rate (Hz)")
     p.add_argument("--repeat", type=_positive_int, default=None,
-                   help="timed calls per row (default: adaptive, >= 5 and about --budget seconds)")
+                   help="timed rounds per row, one call of each library per round (default: adaptive, >= 11 and about --budget seconds for the slowest)")
     p.add_argument("--warmup", type=int, default=1, help="untimed calls before timing (default: 1)")
     p.add_argument("--budget", type=_positive_float, default=1.0,
                    help="seconds of timed calls per row when --repeat is not given (default: 1)")

@@ -97,38 +97,26 @@ def ram_bytes() -> int | None:
         return None
 
 
-THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
+#: Environment that changes CPU timings: thread counts, and OpenBLAS's kernel choice and spin time.
+THREAD_ENV = ("ARRAYMEL_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS",
+              "OPENBLAS_THREAD_TIMEOUT", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 
 
 def cpu_threads() -> dict[str, Any]:
-    """The thread pools in use: the affinity, the environment limits, and the BLAS/OpenMP pools.
-
-    BLAS pools come from ``threadpoolctl`` when it is installed (it is a dependency of
-    scikit-learn, hence of librosa); otherwise they are left out rather than guessed.
-    """
+    """The thread pools in use: the affinity, the environment limits, arraymel's workers and FFT, and
+    the BLAS/OpenMP pools, as :func:`arraymel.show_config` reports them."""
     info: dict[str, Any] = {"affinity": cpu_cores()}
     env = {k: os.environ[k] for k in THREAD_ENV if k in os.environ}
     if env:
         info["env"] = env
     try:
-        from arraymel._numpy.fft import rfft_impl  # noqa: PLC0415
-        from arraymel._numpy.pipeline import num_threads  # noqa: PLC0415
+        from arraymel import show_config  # noqa: PLC0415
 
-        info["arraymel"] = {"threads": num_threads(), "fft": rfft_impl()[0]}
+        cfg = show_config(mode="dicts")
     except Exception:  # the NumPy path is missing or broken: the benchmark will say so
-        pass
-    try:
-        import threadpoolctl  # noqa: PLC0415
-
-        import numpy  # noqa: F401,PLC0415  (load BLAS so that it is listed)
-
-        pools = threadpoolctl.threadpool_info()
-        info["pools"] = [
-            {"api": p.get("internal_api"), "library": os.path.basename(p.get("filepath", "")), "threads": p.get("num_threads")}
-            for p in pools
-        ]
-    except Exception:  # not installed, or a pool that cannot be inspected
-        pass
+        return info
+    info["arraymel"] = {"threads": cfg["workers"]["default"], "fft": cfg["fft"]["name"]}
+    info["pools"] = [{"api": p["api"], "library": p["library"], "threads": p["threads"]} for p in cfg["blas"]]
     return info
 
 

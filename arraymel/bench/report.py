@@ -73,6 +73,8 @@ def device_label(dev: dict[str, Any]) -> str:
                 th.append(item)
         if th:
             parts.append("threads: " + ", ".join(th))
+        if threads.get("env"):
+            parts.append("env: " + " ".join(f"{k}={v}" for k, v in threads["env"].items()))
     else:
         if dev.get("memory_bytes"):
             parts.append(f"{dev['memory_bytes'] / 2**30:.1f} GiB")
@@ -152,10 +154,11 @@ def load_warning(doc: dict[str, Any]) -> str | None:
 
 def summary_lines(doc: dict[str, Any]) -> list[str]:
     st = doc["settings"]
-    rep = st["repeat"] if st["repeat"] is not None else f"adaptive (>= 5, ~{st.get('budget_s', 1):g} s per row)"
+    rep = st["repeat"] if st["repeat"] is not None else f"adaptive (>= 11, ~{st.get('budget_s', 1):g} s for the slowest)"
     return [
         f"arraymel {doc['versions'].get('arraymel')}, numpy {doc['versions'].get('numpy')}, "
-        f"{doc['created']}; {st['dtype']} input, {st['seconds']:g} s clips; warm-up {st['warmup']}, repeats {rep}; "
+        f"{doc['created']}; {st['dtype']} input, {st['seconds']:g} s clips; warm-up {st['warmup']}, rounds {rep}, "
+        "each library called once per round, interleaved in one process; "
         "median and interquartile range of the counted calls; audio-h/s = hours of audio per second of compute.",
     ] + ([w] if (w := load_warning(doc)) else [])
 

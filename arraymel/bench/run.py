@@ -93,8 +93,10 @@ def run_benchmark(
 ) -> dict[str, Any]:
     """Measure and compare; returns the report document (see :mod:`arraymel.bench.schema`).
 
-    ``peer_names=None`` runs every known peer; arraymel itself always runs first on each
-    device, as the reference for the speed ratio and the agreement. ``batches=None`` uses
+    ``peer_names=None`` runs every known peer; arraymel itself always runs on each device, as
+    the reference for the speed ratio and the agreement. The libraries of one (device,
+    configuration, batch) are timed interleaved in this process, one call each per round
+    (:func:`arraymel.bench.timing.measure_interleaved`), as a program that uses them runs them. ``batches=None`` uses
     :data:`arraymel.bench.workloads.DEFAULT_BATCHES` for each device's kind.
     """
     say = progress or (lambda _msg: None)
@@ -142,22 +144,37 @@ def run_benchmark(
                 x_host = _w.make_batch(batch, seconds, float(params["sampling_rate"]), seed=seed)
                 n_samples = x_host.shape[-1]
                 hours = _w.audio_hours(batch, seconds)
-                ref_out: np.ndarray | None = None
-                ref_median: float | None = None
+                runners: dict[str, Any] = {}
                 for n in runnable:
                     peer = _peers.get(n)
                     why = _peers.preset_reason(peer, params) or peer.params_reason(params)
                     if why:
                         skip(dev.id, n, why, config=cname, batch=batch)
                         continue
-                    say(f"{dev.id}: {cname} {batch}x{seconds:g}s {n} ...")
-                    runner = None
                     try:
-                        runner = peer.build(params, dev, x_host)
-                        row_activity = _devices.CpuActivity().start()
-                        tm = _timing.measure(runner.fn, runner.x, timer=runner.timer, device=runner.cuda_index,
-                                             repeat=repeat, warmup=warmup, budget_s=budget_s)
-                        competing = row_activity.stop()
+                        runners[n] = peer.build(params, dev, x_host)
+                    except Exception as e:  # a peer that fails is reported, never fatal
+                        skip(dev.id, n, f"{type(e).__name__}: {e}", kind="error", config=cname, batch=batch)
+                        _free_device_memory()
+                if not runners:
+                    continue
+                say(f"{dev.id}: {cname} {batch}x{seconds:g}s: {', '.join(runners)}, interleaved ...")
+
+                def timing_failed(name: str, e: BaseException) -> None:
+                    skip(dev.id, name, f"{type(e).__name__}: {e}", kind="error", config=cname, batch=batch)
+                    runners.pop(name, None)
+
+                # Every library in one process, one call each per round (see timing.measure_interleaved).
+                row_activity = _devices.CpuActivity().start()
+                timings = _timing.measure_interleaved(
+                    {n: (r.fn, r.x, r.timer, r.cuda_index) for n, r in runners.items()},
+                    repeat=repeat, warmup=warmup, budget_s=budget_s, on_error=timing_failed)
+                competing = row_activity.stop()
+                ref_out: np.ndarray | None = None
+                ref_median = timings[_peers.REFERENCE].median if _peers.REFERENCE in timings else None
+                for n, tm in timings.items():
+                    peer, runner = _peers.get(n), runners[n]
+                    try:
                         out = np.asarray(runner.to_numpy(tm.first_output))
                         tm.first_output = None
                         mem, mem_method = None, None
@@ -166,17 +183,15 @@ def run_benchmark(
                                                       device=runner.cuda_index)
                             mem_method = runner.memory if mem is not None else None
                     except Exception as e:  # a peer that fails is reported, never fatal
-                        runner = None
                         skip(dev.id, n, f"{type(e).__name__}: {e}", kind="error", config=cname, batch=batch)
                         _free_device_memory()
                         continue
-                    runner = None
                     med = tm.median
                     q1, q3 = tm.quartiles
                     agreement = None
                     try:
                         if n == _peers.REFERENCE:
-                            ref_out, ref_median = out, med
+                            ref_out = out
                             if dev.kind == "cpu":
                                 cpu_reference[(cname, batch)] = out
                             elif (cname, batch) in cpu_reference:
@@ -207,8 +222,8 @@ def run_benchmark(
                     say(f"{dev.id}: {cname} {batch}x{seconds:g}s {n}: {med * 1e3:.3g} ms, "
                         f"{row['audio_hours_per_s']:.3g} audio-h/s")
                     del out
-                    _free_device_memory()
-                ref_out = None
+                runners.clear()
+                _free_device_memory()
 
     run_activity = activity.stop()
     doc = {

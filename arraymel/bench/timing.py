@@ -8,9 +8,13 @@
 - torch: ``torch.cuda.Event(enable_timing=True)`` on torch's current stream, after a
   ``torch.cuda.synchronize()``.
 
-Warm-up calls come first and are not counted (plans, caches, JIT, lazy imports). With
-``repeat=None`` the number of timed calls adapts: enough to fill ``budget_s`` seconds, at
-least ``min_repeat`` and at most ``max_repeat``. Statistics: median and interquartile range.
+The libraries compared are timed interleaved, one call each per round, in one process
+(:func:`measure_interleaved`): that is how a notebook or a data pipeline runs them, and what one
+library leaves behind (BLAS threads still spinning, caches filled with its data) weighs on the
+next. Warm-up calls come first and are not counted (plans, caches, JIT, lazy imports). With
+``repeat=None`` the number of rounds adapts: enough for the slowest library to fill ``budget_s``
+seconds, at least ``min_repeat`` and at most ``max_repeat``. Statistics: median and
+interquartile range.
 
 Peak memory:
 - CPU: the peak of the bytes traced by :mod:`tracemalloc` during one extra, untimed call.
@@ -112,36 +116,69 @@ _CALLS = {"cpu": _cpu_call, "cupy": _cupy_call, "torch": _torch_call}
 def measure(fn: Callable[[Any], Any], x: Any, *, timer: str = "cpu", device: int | None = None,
             repeat: int | None = None, warmup: int = 1, budget_s: float = 1.0,
             min_repeat: int = 5, max_repeat: int = 50) -> Timing:
-    """Time ``fn(x)``: ``warmup`` uncounted calls, then ``repeat`` counted ones (adaptive when None).
+    """Time ``fn(x)`` alone (a :func:`measure_interleaved` of one callable; for design measurements of one library)."""
+    return measure_interleaved({"fn": (fn, x, timer, device)}, repeat=repeat, warmup=warmup, budget_s=budget_s,
+                               min_repeat=min_repeat, max_repeat=max_repeat)["fn"]
 
-    The output of the first warm-up call (or of the first counted call when ``warmup=0``) is
-    kept as ``first_output`` for the agreement check, so no extra call is needed for it.
+
+def measure_interleaved(calls: dict[str, tuple[Callable[[Any], Any], Any, str, int | None]], *,
+                        repeat: int | None = None, warmup: int = 1, budget_s: float = 1.0,
+                        min_repeat: int = 11, max_repeat: int = 50,
+                        on_error: Callable[[str, BaseException], None] | None = None) -> dict[str, Timing]:
+    """Time several callables round-robin, as a process that uses them all runs them.
+
+    ``calls`` maps a name to ``(fn, x, timer, device)``. Each is warmed up alone first; then
+    every round calls each once, one after the other, the round's first one rotating, so that
+    each library runs after every other as often (a library's leftovers, such as BLAS threads
+    still spinning, weigh on whichever runs next). ``repeat=None``: enough rounds to fill
+    ``budget_s`` seconds per library, at least ``min_repeat``, at most ``max_repeat``.
+    A callable that raises is reported through ``on_error`` (or raised when None) and dropped.
     """
-    if timer not in _CALLS:
-        raise ValueError(f"timer={timer!r}: one of {TIMERS}")
-    call = _CALLS[timer]
-    first = None
-    last = None
-    for i in range(max(0, int(warmup))):
-        last, out = call(fn, x, device)
-        if i == 0:
-            first = out
-        del out
+    def failed(name: str, e: BaseException) -> None:
+        if on_error is None:
+            raise e
+        on_error(name, e)
+        live.pop(name, None)
+
+    live = dict(calls)
+    for name, (_, _, timer, _) in calls.items():
+        if timer not in _CALLS:
+            raise ValueError(f"timer={timer!r}: one of {TIMERS}")
+    firsts: dict[str, Any] = {}
+    slowest = 0.0
+    for name, (fn, x, timer, device) in list(live.items()):
+        try:
+            for i in range(max(1, int(warmup))):
+                t, out = _CALLS[timer](fn, x, device)
+                if i == 0:
+                    firsts[name] = out
+                del out
+            slowest = max(slowest, t)
+        except Exception as e:
+            failed(name, e)
     if repeat is None:
-        if last is None:
-            last, first = call(fn, x, device)
-        n = int(budget_s / max(last, 1e-9))
+        n = int(budget_s / max(slowest, 1e-9))
         n = max(int(min_repeat), min(int(max_repeat), n))
     else:
         n = max(1, int(repeat))
-    times = []
-    for _ in range(n):
-        t, out = call(fn, x, device)
-        times.append(t)
-        if first is None:
-            first = out
-        del out
-    return Timing(times=times, timer=timer, warmup=int(warmup), first_output=first)
+    times: dict[str, list[float]] = {name: [] for name in live}
+    names = list(live)
+    for r in range(n):
+        for k in range(len(names)):
+            name = names[(r + k) % len(names)]
+            if name not in live:
+                continue
+            fn, x, timer, device = live[name]
+            try:
+                t, out = _CALLS[timer](fn, x, device)
+            except Exception as e:
+                failed(name, e)
+                continue
+            times[name].append(t)
+            del out
+    return {name: Timing(times=times[name], timer=live[name][2], warmup=max(1, int(warmup)),
+                         first_output=firsts.get(name))
+            for name in names if name in live}
 
 
 # ---------------------------------------------------------------------- peak memory

@@ -219,6 +219,8 @@ WORKLOADS: dict[str, Workload] = {
         workload("keras", 16),
         workload("speech", 16),
         workload("keras", 1),
+        workload("keras", 10000, 0.025),  # many short clips (utterances, windows): 400 samples each
+        workload("speech", 10000, 0.025),
         workload("keras", 512),
         workload("speech", 512),
     )

@@ -29,6 +29,8 @@ def compute_dtype_name(x: Any, xp: Any, requested: str | None) -> str:
     explicit ``dtype`` wins. Complex, boolean, 0-d and empty-signal input is refused.
     """
     dt = x.dtype
+    if isinstance(dt, np.dtype) and not dt.isnative:  # big-endian float64 computes (and returns) native float64
+        dt = dt.newbyteorder("=")
     if xp.isdtype(dt, "complex floating"):
         raise TypeError(f"x has dtype {dt}: complex input is not allowed; x must be real (float or integer) audio.")
     if xp.isdtype(dt, "bool"):

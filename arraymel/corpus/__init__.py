@@ -7,8 +7,9 @@ records what was done with which configuration. The modules, one idea each:
 - :mod:`~arraymel.corpus.discover`: finding the files (globs, lists, symlink rules).
 - :mod:`~arraymel.corpus.decode`: reading, checking, down-mixing and resampling one file.
 - :mod:`~arraymel.corpus.batching`: length buckets and the padded rows of a batch.
+- :mod:`~arraymel.corpus.stream`: a long file decoded, resampled, computed and written in blocks.
 - :mod:`~arraymel.corpus.compute`: one batch through :func:`arraymel.mel_spectrogram`.
-- :mod:`~arraymel.corpus.storage`: the lock, atomic output writes and leftover clean-up.
+- :mod:`~arraymel.corpus.storage`: the lock, atomic output writes, output path checks, leftover clean-up.
 - :mod:`~arraymel.corpus.manifest`: the SQLite manifest.
 - :mod:`~arraymel.corpus.chunks`: a chunk of files processed start to finish inside one worker.
 - :mod:`~arraymel.corpus.local`: the CPU engine, one worker process per CPU running chunks.

@@ -26,6 +26,24 @@ from arraymel._config import MelConfig
 
 #: Significant bits kept when rounding a row length up (bucket spacing 1/32 of an octave).
 SIGNIFICANT_BITS = 6
+#: Default audio per batch (``--batch-seconds``) on the CPU and on a GPU.
+CPU_BATCH_SECONDS = 300.0
+GPU_BATCH_SECONDS = 3600.0
+#: Audio the buckets may hold before the fullest are computed early: max(4 batches, this).
+MIN_PENDING_SECONDS = 1800.0
+
+
+def batch_limits(settings, device_kind: str) -> tuple[int, int]:
+    """(samples per batch, samples the buckets may hold) for :class:`Bucketer`. On the CPU both are capped
+    by ``--memory-per-worker`` (a batch at most an eighth of it, the buckets a quarter, in float32)."""
+    sr = float(settings.mel.sampling_rate)
+    secs = settings.batch_seconds or (GPU_BATCH_SECONDS if device_kind == "cuda" else CPU_BATCH_SECONDS)
+    batch = int(secs * sr)
+    pending = max(4 * batch, int(MIN_PENDING_SECONDS * sr))
+    if device_kind != "cuda":
+        batch = min(batch, settings.memory_bytes // 8 // 4)
+        pending = min(pending, settings.memory_bytes // 4 // 4)
+    return batch, pending
 
 
 def row_length(n: int, cfg: MelConfig) -> int:

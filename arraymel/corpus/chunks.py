@@ -20,13 +20,14 @@ import concurrent.futures as cf
 import hashlib
 import json
 import os
+import sys
 import threading
 
-from arraymel.corpus.batching import Bucketer
+from arraymel.corpus.batching import Bucketer, batch_limits
 from arraymel.corpus.discover import Source
 from arraymel.corpus.manifest import FileRecord
 from arraymel.corpus.settings import CorpusSettings, versions
-from arraymel.corpus.storage import Writer, fsync_dir, output_rel, serialize
+from arraymel.corpus.storage import OutputError, OutputPathError, Writer, fsync_dir, output_rel, serialize
 
 #: Upper bounds of one chunk: bytes of source files, number of files.
 CHUNK_BYTES = 32 << 20
@@ -65,15 +66,6 @@ def make_chunks(sources: list[Source], workers: int) -> list[list[Source]]:
     return out
 
 
-def _batch_samples(settings: CorpusSettings, device_kind: str) -> tuple[int, int]:
-    from arraymel.corpus.pipeline import CPU_BATCH_SECONDS, GPU_BATCH_SECONDS, MIN_PENDING_SECONDS
-
-    sr = float(settings.mel.sampling_rate)
-    secs = settings.batch_seconds or (GPU_BATCH_SECONDS if device_kind == "cuda" else CPU_BATCH_SECONDS)
-    batch = int(secs * sr)
-    return batch, max(4 * batch, int(MIN_PENDING_SECONDS * sr))
-
-
 def process_chunk(sources: list[Source], settings: CorpusSettings, out_root: str, decode_threads: int = 2) -> list[FileRecord]:
     """The records of ``sources``, every ok output durable on disk (see the module docstring)."""
     computer = computer_for(settings)
@@ -94,12 +86,16 @@ def process_chunk(sources: list[Source], settings: CorpusSettings, out_root: str
 
 
 def _serial(sources: list[Source], settings: CorpusSettings, writer: Writer, computer) -> list[FileRecord]:
-    from arraymel.corpus.decode import DecodeFailure, decode
+    from arraymel.corpus.decode import DecodeFailure
     from arraymel.corpus.pipeline import failed_record
+    from arraymel.corpus.stream import decode_or_stream
+
+    def mel(y):
+        return computer.mel(y, device="cpu", output="numpy")
 
     config_hash = settings.config_hash
     versions_json = json.dumps(versions(computer.device_kind), sort_keys=True)
-    bucketer = Bucketer(settings.mel, *_batch_samples(settings, computer.device_kind))
+    bucketer = Bucketer(settings.mel, *batch_limits(settings, computer.device_kind))
     records: list[FileRecord] = []
     pending: list[cf.Future] = []
     slots = threading.BoundedSemaphore(16)
@@ -109,6 +105,8 @@ def _serial(sources: list[Source], settings: CorpusSettings, writer: Writer, com
             data = serialize(array)
             sha = hashlib.sha256(data).hexdigest()
             _, dirs = writer.write(item.source.key, data)
+        except OutputPathError as e:  # this output's path, not OUT_DIR: the file fails, the run goes on
+            return failed_record(item.source, str(e), config_hash, versions_json, decoded=item)
         finally:
             slots.release()
         return FileRecord(
@@ -131,13 +129,21 @@ def _serial(sources: list[Source], settings: CorpusSettings, writer: Writer, com
 
         for src in sources:
             try:
-                item = decode(src, settings)
+                item = decode_or_stream(src, settings, writer, mel, versions_json)
             except DecodeFailure as e:
                 records.append(failed_record(src, e.reason, config_hash, versions_json, e.meta))
                 continue
+            except OutputPathError as e:
+                records.append(failed_record(src, str(e), config_hash, versions_json))
+                continue
+            except OutputError:  # OUT_DIR cannot be written (a full disk): the run stops
+                raise
             except Exception as e:  # noqa: BLE001 - recorded with its type; the chunk goes on
                 records.append(failed_record(src, f"unexpected error while decoding: {type(e).__name__}: {e}",
                                              config_hash, versions_json))
+                continue
+            if isinstance(item, FileRecord):  # a long file, computed and written in blocks
+                records.append(item)
                 continue
             for batch in bucketer.add(item):
                 compute(batch)
@@ -151,7 +157,7 @@ def _serial(sources: list[Source], settings: CorpusSettings, writer: Writer, com
 # worker processes of the local CPU engine
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """Linux: this worker gets SIGKILL when the process that started it dies (no orphan writers)."""
     try:
         import ctypes
@@ -166,7 +172,7 @@ def _die_with_parent() -> None:
 
 def worker_init(parent_pid: int, library_threads: int, settings: CorpusSettings | None = None) -> None:
     os.environ["ARRAYMEL_NUM_THREADS"] = str(library_threads)
-    _die_with_parent()
+    die_with_parent()
     if os.getppid() != parent_pid:  # the parent died before prctl took effect
         os._exit(1)
     import signal
@@ -190,6 +196,27 @@ def warm_up(settings: CorpusSettings) -> None:
     item = Decoded(source=Source("", "", 0, 0), audio=np.zeros((1, n), np.float32), sampling_rate=1.0,
                    channels=1, samples=n, size=0, mtime_ns=0)
     computer_for(settings)(Batch(length=row_length(n, settings.mel), items=[item]))
+
+
+def start_method() -> str:
+    """``fork`` while this process has no other thread (workers start in milliseconds: everything is
+    already imported), else ``spawn`` (forking a multi-threaded process can deadlock the child)."""
+    if sys.platform.startswith("linux") and threading.active_count() == 1:
+        return "fork"
+    return "spawn"
+
+
+def warm_up_before_fork(settings: CorpusSettings) -> None:
+    """:func:`warm_up` in this process, single-threaded as a worker computes, so that worker processes
+    forked from it start with everything imported and built (start-up in milliseconds)."""
+    os.environ["ARRAYMEL_NUM_THREADS"], saved = "1", os.environ.get("ARRAYMEL_NUM_THREADS")
+    try:
+        warm_up(settings)
+    finally:
+        if saved is None:
+            os.environ.pop("ARRAYMEL_NUM_THREADS", None)
+        else:
+            os.environ["ARRAYMEL_NUM_THREADS"] = saved
 
 
 def ping(_: object = None) -> int:

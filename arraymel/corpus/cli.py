@@ -37,8 +37,9 @@ exit status:
   0  every file is ok (computed now or skipped as already done)
   2  the run finished but some files failed (see the summary or `arraymel corpus status`)
   1  the run could not proceed: bad arguments, unwritable OUT_DIR, a lock held by another
-     run, a configuration mismatch without --force, more than --max-failures failures,
-     an output that cannot be written, or an interruption (SIGINT/SIGTERM)
+     run, a configuration mismatch without --force, a damaged manifest, more than
+     --max-failures failures, OUT_DIR or the manifest that cannot be written (a full disk,
+     an I/O error), or an interruption (SIGINT/SIGTERM); one line says why and where
 
 examples:
   arraymel corpus /data/audio /data/mel --num-mel-bins 80 --fft-length 400 --sequence-stride 160
@@ -208,6 +209,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     g.add_argument("--batch-seconds", type=_positive_float, metavar="S",
                    help="cap on the (padded) audio per batch, in seconds at --sampling-rate (default 300 on the CPU, "
                         "3600 on a GPU); a longer file is a batch by itself")
+    g.add_argument("--memory-per-worker", type=_number(float, 64), default=384.0, metavar="MB",
+                   help="memory one worker may use, in MB (default 384): a file whose decoded audio takes more than an "
+                        "eighth of it is decoded, resampled and computed in blocks, whatever its length, and batches are "
+                        "capped to fit")
     g.add_argument("--device", default="auto", metavar="DEV",
                    help="auto (the first GPU if CuPy sees one, else the CPU), cpu, cuda or cuda:N (default auto); on a "
                         "GPU out-of-memory error the batch is split and retried")
@@ -220,6 +225,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         "it exists")
     g.add_argument("--max-failures", type=_nonneg_int, metavar="N",
                    help="stop the run (status 1) once more than N files have failed (default: never stop)")
+    g.add_argument("--prune", action="store_true",
+                   help="remove the outputs and manifest rows of sources that no longer exist in IN_DIR (orphaned "
+                        "outputs, which `arraymel corpus status` reports)")
 
     g = p.add_argument_group("scale-out")
     g.add_argument("--dask", metavar="ADDRESS",
@@ -234,6 +242,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="seconds between progress lines when standard error is not a terminal (default 30); on a "
                         "terminal a progress bar is shown")
     g.add_argument("--json", action="store_true", help="status only: print the report as JSON")
+    g.add_argument("--debug", action="store_true",
+                   help="show the traceback of an unexpected error (otherwise one line says what went wrong)")
     _strict(p)
     p.set_defaults(func=main, _corpus_parser=p)
     return p
@@ -242,7 +252,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def _run_options_given(args: argparse.Namespace, parser: argparse.ArgumentParser) -> list[str]:
     given = []
     for action in parser._actions:
-        if action.dest in ("help", "in_dir", "out_dir", "json") or not action.option_strings:
+        if action.dest in ("help", "in_dir", "out_dir", "json", "debug") or not action.option_strings:
             continue
         if getattr(args, action.dest, None) != action.default:
             given.append(action.option_strings[0])
@@ -254,7 +264,7 @@ def main(args: argparse.Namespace) -> int:
     if args.in_dir == "status":
         extra = _run_options_given(args, parser)
         if extra:
-            parser.error(f"status takes only OUT_DIR and --json; not {', '.join(extra)}")
+            parser.error(f"status takes only OUT_DIR, --json and --debug; not {', '.join(extra)}")
         from arraymel.corpus.status import status
 
         return status(args.out_dir, as_json=args.json)
@@ -280,6 +290,7 @@ def run_from_args(args: argparse.Namespace) -> int:
             settings = CorpusSettings.create(
                 params, out_dtype=args.out_dtype, channels=args.channels, resample=not args.no_resample,
                 min_seconds=args.min_seconds, device=args.device, batch_seconds=args.batch_seconds,
+                memory_per_worker=args.memory_per_worker,
             )
         for w in caught:
             if not args.quiet:
@@ -291,7 +302,8 @@ def run_from_args(args: argparse.Namespace) -> int:
         in_dir=args.in_dir, out_dir=args.out_dir, settings=settings,
         include=tuple(args.include) if args.include else None, exclude=tuple(args.exclude or ()),
         files_list=args.files, workers=args.workers, force=args.force, verify=args.verify,
-        max_failures=args.max_failures, dask=args.dask, quiet=args.quiet, progress_interval=args.progress_interval,
+        max_failures=args.max_failures, dask=args.dask, prune=args.prune, debug=args.debug, quiet=args.quiet,
+        progress_interval=args.progress_interval,
         options={k: v for k, v in vars(args).items() if not k.startswith("_") and k != "func"},
     )
     return run(opts)

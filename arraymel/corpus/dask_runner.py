@@ -29,7 +29,25 @@ from arraymel.corpus.settings import CorpusSettings
 from arraymel.corpus.compute import DeviceError
 from arraymel.corpus.storage import OutputError
 
-from arraymel.corpus.chunks import make_chunks, process_chunk
+from arraymel.corpus.chunks import die_with_parent, make_chunks, process_chunk, start_method, warm_up_before_fork
+
+
+#: Dask's own sampling, off on a local cluster: its statistical profiler takes the GIL from the task
+#: thread every 10 ms and the event loop ticks every 20 ms, about 10 % of a chunk's CPU time on 2
+#: cores (docs/corpus.md); a cluster given by address keeps its own configuration.
+LOCAL_CLUSTER_CONFIG = {
+    "distributed.worker.profile.enabled": False,
+    "distributed.admin.tick.interval": "1s",
+    "distributed.admin.system-monitor.interval": "5s",
+}
+
+
+def local_chunk(*args):
+    """:func:`process_chunk` on a worker of our own local cluster, which dies with this process (a worker
+    the nanny restarted too): a forked worker holds OUT_DIR's lock with us, and must not keep it, or keep
+    writing, after we are killed."""
+    die_with_parent()
+    return process_chunk(*args)
 
 
 class DaskEngine:
@@ -44,6 +62,7 @@ class DaskEngine:
         self.out_root = out_root
         self.decode_workers = decode_workers or 2
         self.cluster = None
+        self.chunk_fn = process_chunk
         if address.startswith("local:"):
             try:
                 n = int(address.split(":", 1)[1])
@@ -55,9 +74,21 @@ class DaskEngine:
                 cpus = len(os.sched_getaffinity(0))
             except AttributeError:  # pragma: no cover
                 cpus = os.cpu_count() or 1
-            self.cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
-                                        env={"ARRAYMEL_NUM_THREADS": str(max(1, cpus // n))})
+            import dask
+
+            # Workers forked from this process, warmed up first, start in a fraction of a second; spawned
+            # ones import Dask, NumPy, soundfile and arraymel anew and build the computation's state, about
+            # 4 s of a 2-CPU machine per run (start, warm-up and shut-down; measured in docs/corpus.md).
+            method = "spawn"
+            if start_method() == "fork":
+                warm_up_before_fork(settings)
+                method = start_method()
+            with dask.config.set({"distributed.worker.multiprocessing-method": method, **LOCAL_CLUSTER_CONFIG}):
+                self.cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
+                                            env={"ARRAYMEL_NUM_THREADS": str(max(1, cpus // n))})
             self.client = Client(self.cluster)
+            self.client.run(die_with_parent)
+            self.chunk_fn = local_chunk
         else:
             import dask
 
@@ -95,7 +126,7 @@ class DaskEngine:
         ac = as_completed()
 
         def submit(chunk: list[Source]) -> None:
-            fut = self.client.submit(process_chunk, chunk, self.settings, self.out_root, self.decode_workers, pure=False)
+            fut = self.client.submit(self.chunk_fn, chunk, self.settings, self.out_root, self.decode_workers, pure=False)
             inflight[fut] = chunk
             ac.add(fut)
 

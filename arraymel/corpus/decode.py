@@ -14,15 +14,18 @@ parallel without copying the audio between processes.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import re
+from typing import Any, Iterator
 
 import numpy as np
 
 from arraymel.corpus.batching import extended, row_length
 from arraymel.corpus.discover import Source
 from arraymel.corpus.settings import RESAMPLE_QUALITY, CorpusSettings
+from arraymel.corpus.storage import describe_os_error
 
 
 class DecodeFailure(Exception):
@@ -65,7 +68,7 @@ _OGG_DAMAGE = ("File ended unexpectedly without an End-Of-Stream flag set", "Las
                "Junk after the last page")
 
 
-def _libsndfile_message(exc: Exception) -> str:
+def libsndfile_message(exc: Exception) -> str:
     msg = str(exc)
     # "Error opening '/full/path': Format not recognised." -> "Format not recognised."
     m = re.match(r"Error opening .*?: (.*)$", msg, re.DOTALL)
@@ -89,11 +92,13 @@ def _damage_in_log(extra_info: str) -> str | None:
     return None
 
 
-def _describe_nonfinite(data: np.ndarray, sr: float) -> str:
+def describe_nonfinite(data: np.ndarray, sr: float, offset: int = 0) -> str:
+    """Why ``data`` (``(frames, channels)``, starting at frame ``offset`` of the file) is refused."""
     bad = ~np.isfinite(data)
     n_nan = int(np.isnan(data).sum())
     n_inf = int(bad.sum()) - n_nan
     frame, ch = np.unravel_index(int(np.argmax(bad)), bad.shape)
+    frame += offset
     parts = [f"{n_nan} NaN"] if n_nan else []
     if n_inf:
         parts.append(f"{n_inf} infinite")
@@ -101,8 +106,16 @@ def _describe_nonfinite(data: np.ndarray, sr: float) -> str:
     return f"non-finite samples: {' and '.join(parts)}; {where}"
 
 
+def mix_channels(data: np.ndarray, mode: str) -> np.ndarray:
+    """``(frames, channels)`` float32 to what is computed: ``(frames,)`` for mean/first, ``data`` for all."""
+    if mode == "mean":
+        return data[:, 0] if data.shape[1] == 1 else data.mean(axis=1, dtype=np.float32)
+    if mode == "first":
+        return data[:, 0]
+    return data
 
-def _check_unchanged(path: str, st0: os.stat_result, meta: dict) -> None:
+
+def check_unchanged(path: str, st0: os.stat_result, meta: dict) -> None:
     """Refuse a decode whose source changed (size or mtime) while it was being read."""
     try:
         st1 = os.stat(path)
@@ -111,54 +124,103 @@ def _check_unchanged(path: str, st0: os.stat_result, meta: dict) -> None:
     if st1 is None or (st1.st_size, st1.st_mtime_ns) != (st0.st_size, st0.st_mtime_ns):
         raise DecodeFailure("the source changed while it was being read; it is retried on the next run", **meta)
 
-def decode(source: Source, settings: CorpusSettings) -> Decoded:
-    """Decode ``source`` for ``settings`` or raise :class:`DecodeFailure` with the reason."""
+@dataclasses.dataclass
+class Opened:
+    """A source opened by libsndfile, its header read and checked (see :func:`open_audio`)."""
+
+    source: Source
+    file: Any  # soundfile.SoundFile
+    st0: os.stat_result
+    meta: dict
+    sampling_rate: float
+    channels: int
+    declared: int  # frames the header declares
+    damage: str | None  # a truncation or damage found in libsndfile's log of the header
+
+    def decoded_bytes(self, settings: CorpusSettings) -> int:
+        """About the memory the decoded file takes when read whole (the source's samples, or more once
+        resampled up), in float32 bytes."""
+        up = max(1.0, float(settings.mel.sampling_rate) / self.sampling_rate)
+        return int(self.declared * self.channels * 4 * up)
+
+
+@contextlib.contextmanager
+def open_audio(source: Source) -> Iterator[Opened]:
+    """Open ``source`` and check its header, or raise :class:`DecodeFailure` with the reason.
+
+    The file is opened by descriptor (``os.open``): a name that is not UTF-8 is read like any other,
+    and a source that cannot be opened fails with the system's reason (``Permission denied``),
+    which libsndfile would hide behind ``System error``.
+    """
     import soundfile as sf
 
-    target = float(settings.mel.sampling_rate)
     try:
         st0 = os.stat(source.path)
     except FileNotFoundError:
         raise DecodeFailure("source file vanished before it could be read") from None
     except OSError as e:
-        raise DecodeFailure(f"cannot stat the source: {e.strerror or e}") from None
+        raise DecodeFailure(f"cannot stat the source: {describe_os_error(e)}") from None
     meta = {"size": st0.st_size, "mtime_ns": st0.st_mtime_ns}
     if st0.st_size == 0:
         raise DecodeFailure("empty file (0 bytes)", **meta)
     try:
-        f = sf.SoundFile(source.path)
-    except (sf.LibsndfileError, RuntimeError, OSError) as e:
-        raise DecodeFailure(f"not a readable audio file (libsndfile: {_libsndfile_message(e)})", **meta) from None
-    with f:
-        sr, channels, declared = float(f.samplerate), int(f.channels), int(f.frames)
-        meta.update(sampling_rate=sr, channels=channels)
+        fd = os.open(source.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    except OSError as e:
+        raise DecodeFailure(f"cannot open the source: {describe_os_error(e)}", **meta) from None
+    try:
         try:
-            extra = f.extra_info
-        except Exception:  # pragma: no cover - only a log
-            extra = ""
-        damage = _damage_in_log(extra)
-        if declared == 0:
-            raise DecodeFailure(damage or "no audio samples (the file declares 0 frames)", samples=0, **meta)
-        if sr <= 0:
-            raise DecodeFailure(f"invalid sampling rate {f.samplerate} in the header", **meta)
-        # A mono file at the configured rate is read straight into its padded batch row (batching.py):
-        # a batch of this one file then needs no copy at all.
-        direct = channels == 1 and sr == target and declared > 0
-        row = None
-        try:
-            if direct:
-                row = np.empty(row_length(declared, settings.mel), dtype=np.float32)
-                data = f.read(frames=declared, out=row[:declared])[:, None]
-                more = f.read(dtype="float32", always_2d=True)  # a header that under-counts: read the rest too
-                if more.shape[0]:
-                    data, row = np.concatenate([data, more]), None
-            else:
-                data = f.read(dtype="float32", always_2d=True)
-        except MemoryError:
-            raise DecodeFailure(f"not enough memory to decode {declared} frames x {channels} channels", **meta) from None
-        except (sf.LibsndfileError, RuntimeError) as e:
-            raise DecodeFailure(f"decoding failed, the stream is corrupt or truncated (libsndfile: {_libsndfile_message(e)})",
-                                **meta) from None
+            f = sf.SoundFile(fd, closefd=False)
+        except (sf.LibsndfileError, RuntimeError, OSError) as e:
+            raise DecodeFailure(f"not a readable audio file (libsndfile: {libsndfile_message(e)})", **meta) from None
+        with f:
+            sr, channels, declared = float(f.samplerate), int(f.channels), int(f.frames)
+            meta.update(sampling_rate=sr, channels=channels)
+            try:
+                extra = f.extra_info
+            except Exception:  # pragma: no cover - only a log
+                extra = ""
+            damage = _damage_in_log(extra)
+            if declared == 0:
+                raise DecodeFailure(damage or "no audio samples (the file declares 0 frames)", samples=0, **meta)
+            if sr <= 0:
+                raise DecodeFailure(f"invalid sampling rate {f.samplerate} in the header", **meta)
+            yield Opened(source=source, file=f, st0=st0, meta=meta, sampling_rate=sr, channels=channels,
+                         declared=declared, damage=damage)
+    finally:
+        os.close(fd)
+
+
+def decode(source: Source, settings: CorpusSettings) -> Decoded:
+    """Decode ``source`` for ``settings`` or raise :class:`DecodeFailure` with the reason."""
+    with open_audio(source) as opened:
+        return read_whole(opened, settings)
+
+
+def read_whole(opened: Opened, settings: CorpusSettings) -> Decoded:
+    """The whole decoded file of an :class:`Opened` source, or :class:`DecodeFailure`."""
+    import soundfile as sf
+
+    source, f, st0, meta = opened.source, opened.file, opened.st0, opened.meta
+    sr, channels, declared, damage = opened.sampling_rate, opened.channels, opened.declared, opened.damage
+    target = float(settings.mel.sampling_rate)
+    # A mono file at the configured rate is read straight into its padded batch row (batching.py):
+    # a batch of this one file then needs no copy at all.
+    direct = channels == 1 and sr == target and declared > 0
+    row = None
+    try:
+        if direct:
+            row = np.empty(row_length(declared, settings.mel), dtype=np.float32)
+            data = f.read(frames=declared, out=row[:declared])[:, None]
+            more = f.read(dtype="float32", always_2d=True)  # a header that under-counts: read the rest too
+            if more.shape[0]:
+                data, row = np.concatenate([data, more]), None
+        else:
+            data = f.read(dtype="float32", always_2d=True)
+    except MemoryError:
+        raise DecodeFailure(f"not enough memory to decode {declared} frames x {channels} channels", **meta) from None
+    except (sf.LibsndfileError, RuntimeError) as e:
+        raise DecodeFailure(f"decoding failed, the stream is corrupt or truncated (libsndfile: {libsndfile_message(e)})",
+                            **meta) from None
     n = int(data.shape[0])
     meta["samples"] = n
     if declared > 0 and n < declared:
@@ -168,7 +230,7 @@ def decode(source: Source, settings: CorpusSettings) -> Decoded:
     if n == 0:
         raise DecodeFailure("no audio samples", **meta)
     if not np.isfinite(data).all():
-        raise DecodeFailure(_describe_nonfinite(data, sr), **meta)
+        raise DecodeFailure(describe_nonfinite(data, sr), **meta)
     duration = n / sr
     if duration < settings.min_seconds:
         raise DecodeFailure(f"too short: {duration:.6g} s < --min-seconds {settings.min_seconds:g}", **meta)
@@ -177,16 +239,11 @@ def decode(source: Source, settings: CorpusSettings) -> Decoded:
         m = min(row.shape[0], n + settings.mel.pad)
         row[n:m] = extended(row[None, :n], m - n)[0]
         row[m:] = 0.0
-        _check_unchanged(source.path, st0, meta)
+        check_unchanged(source.path, st0, meta)
         return Decoded(source=source, audio=row[None, :n], sampling_rate=sr, channels=channels, samples=n,
                        size=st0.st_size, mtime_ns=st0.st_mtime_ns, row=row)
 
-    if settings.channels == "mean":
-        x = data[:, 0] if channels == 1 else data.mean(axis=1, dtype=np.float32)
-    elif settings.channels == "first":
-        x = data[:, 0]
-    else:
-        x = data
+    x = mix_channels(data, settings.channels)
     if sr != target:
         if not settings.resample:
             raise DecodeFailure(f"sampling rate {sr:g} Hz differs from the configured {target:g} Hz and --no-resample is set",
@@ -198,6 +255,6 @@ def decode(source: Source, settings: CorpusSettings) -> Decoded:
             raise DecodeFailure(f"no samples left after resampling {n} samples from {sr:g} Hz to {target:g} Hz", **meta)
     audio = np.ascontiguousarray(x.T if x.ndim == 2 else x[None, :], dtype=np.float32)
 
-    _check_unchanged(source.path, st0, meta)
+    check_unchanged(source.path, st0, meta)
     return Decoded(source=source, audio=audio, sampling_rate=sr, channels=channels, samples=n,
                    size=st0.st_size, mtime_ns=st0.st_mtime_ns)

@@ -137,6 +137,20 @@ def walk(in_dir: str, out_dir: str | None, include: tuple[str, ...], exclude: tu
     return Discovery(sources=found, missing=[], not_followed=not_followed, unlisted=unlisted)
 
 
+def gone(keys: list[str], in_dir: str) -> list[str]:
+    """The keys (sorted) whose source no longer exists under ``in_dir``: their outputs are orphaned."""
+    in_real = os.path.realpath(in_dir)
+    out = []
+    for key in keys:
+        try:
+            os.lstat(os.path.join(in_real, *key.split("/")))
+        except (FileNotFoundError, NotADirectoryError):
+            out.append(key)
+        except OSError:  # cannot tell (a directory that cannot be searched): not called gone
+            pass
+    return sorted(out)
+
+
 def normalise_key(line: str) -> str | None:
     """A listed path as a key, or None when it is absolute or leads out of IN_DIR."""
     p = line.replace(os.sep, "/")

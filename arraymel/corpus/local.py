@@ -19,24 +19,14 @@ import concurrent.futures as cf
 import dataclasses
 import multiprocessing
 import os
-import sys
-import threading
 from concurrent.futures.process import BrokenProcessPool
 from typing import Callable, Iterator
 
-from arraymel.corpus.chunks import make_chunks, ping, process_chunk, warm_up, worker_init
+from arraymel.corpus.chunks import make_chunks, ping, process_chunk, start_method, warm_up_before_fork, worker_init
 from arraymel.corpus.discover import Source
 from arraymel.corpus.manifest import FileRecord
 from arraymel.corpus.settings import CorpusSettings
 from arraymel.corpus.storage import OutputError
-
-
-def _start_method() -> str:
-    """``fork`` while this process has no other thread (start-up in milliseconds: everything is already
-    imported), else ``spawn`` (forking a multi-threaded process can deadlock the child)."""
-    if sys.platform.startswith("linux") and threading.active_count() == 1:
-        return "fork"
-    return "spawn"
 
 
 class ProcessEngine:
@@ -55,18 +45,10 @@ class ProcessEngine:
         self._start()
 
     def _start(self) -> None:
-        method = _start_method()
+        method = start_method()
         if method == "fork":
-            # warm up here, once: every worker inherits the imports and the built state
-            os.environ["ARRAYMEL_NUM_THREADS"], saved = "1", os.environ.get("ARRAYMEL_NUM_THREADS")
-            try:
-                warm_up(self.settings)
-            finally:
-                if saved is None:
-                    os.environ.pop("ARRAYMEL_NUM_THREADS", None)
-                else:
-                    os.environ["ARRAYMEL_NUM_THREADS"] = saved
-            method = _start_method()  # still alone?
+            warm_up_before_fork(self.settings)  # once, here: every worker inherits the imports and the built state
+            method = start_method()  # still alone?
         ctx = multiprocessing.get_context(method)
         self._ex = cf.ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=worker_init,
                                           initargs=(os.getpid(), 1, self.settings))

@@ -9,12 +9,20 @@ Tables:
   (JSON), ``dtype``, ``sha256`` of the output file, ``config_hash``, ``versions`` (JSON: arraymel,
   numpy, soundfile, libsndfile, soxr, ...), ``run_id`` and ``updated_at``.
 - ``runs``: one row per run: start, end, state ('running', 'finished', 'stopped', 'interrupted'),
-  options, host, counts.
+  options, host, pid, ``in_dir`` (its real path), counts, and ``unlisted`` (JSON: the directories
+  that could not be listed, with the reason).
 - ``meta``: ``schema_version``, ``config_hash``, ``config`` (the canonical description that was
   hashed) and ``mel_config`` (a ``--config`` file's content).
 
 Only the process that holds the lock writes (the Dask client in a Dask run); every commit is a
 transaction with ``synchronous=FULL``.
+
+File names are stored without loss: a key (or output path) that is valid UTF-8 is TEXT; one with
+bytes that are not (Python holds them as surrogate escapes) is stored as a BLOB of the name's
+bytes and read back as the same ``str``.
+
+The manifest is checked when it is opened (``PRAGMA quick_check``; a 0-byte file counts as
+damaged, not as new): a damaged one is refused with a way to recover, never silently replaced.
 """
 
 from __future__ import annotations
@@ -24,6 +32,7 @@ import json
 import os
 import pathlib
 import sqlite3
+import stat
 import time
 from typing import Any, Iterable
 
@@ -36,7 +45,7 @@ CREATE TABLE IF NOT EXISTS runs (
     started_at TEXT NOT NULL, finished_at TEXT, state TEXT NOT NULL,
     options TEXT, host TEXT, pid INTEGER, config_hash TEXT, versions TEXT, mode TEXT,
     discovered INTEGER, ok INTEGER, failed INTEGER, skipped INTEGER,
-    audio_seconds REAL, wall_seconds REAL, message TEXT
+    audio_seconds REAL, wall_seconds REAL, message TEXT, in_dir TEXT, unlisted TEXT
 );
 CREATE TABLE IF NOT EXISTS files (
     key TEXT PRIMARY KEY,
@@ -53,6 +62,31 @@ CREATE INDEX IF NOT EXISTS files_status ON files (status);
 COLUMNS = ("key", "status", "error", "output", "source_size", "source_mtime", "source_mtime_ns", "sampling_rate",
            "channels", "samples", "duration_s", "mel_samples", "frames", "shape", "dtype", "sha256", "config_hash",
            "versions", "run_id", "updated_at")
+
+
+#: columns added to ``runs`` after the first release (added to an older manifest when it is opened for a run)
+_ADDED_RUN_COLUMNS = {"in_dir": "TEXT", "unlisted": "TEXT"}
+
+
+def to_db(name: str | None):
+    """A file name as stored: TEXT when it is valid UTF-8, else the BLOB of its bytes (lossless)."""
+    if name is None:
+        return None
+    try:
+        name.encode("utf-8")
+        return name
+    except UnicodeEncodeError:
+        return os.fsencode(name)
+
+
+def from_db(value) -> str | None:
+    """The name stored by :func:`to_db`."""
+    return os.fsdecode(value) if isinstance(value, bytes) else value
+
+
+def _text(value: str | None) -> str | None:
+    """Free text (an error message) as storable TEXT: undecodable bytes of a name it quotes as ``\\xNN``."""
+    return None if value is None else os.fsencode(value).decode("utf-8", "backslashreplace")
 
 
 def now() -> str:
@@ -85,33 +119,77 @@ class FileRecord:
     def row(self, run_id: int, stamp: str) -> tuple:
         mtime = None if self.source_mtime_ns is None else self.source_mtime_ns / 1e9
         shape = None if self.shape is None else json.dumps(list(self.shape))
-        return (self.key, self.status, self.error, self.output, self.source_size, mtime, self.source_mtime_ns,
+        return (to_db(self.key), self.status, _text(self.error), to_db(self.output), self.source_size, mtime, self.source_mtime_ns,
                 self.sampling_rate, self.channels, self.samples, self.duration_s, self.mel_samples, self.frames, shape,
                 self.dtype, self.sha256, self.config_hash, self.versions, run_id, stamp)
 
 
 class ManifestError(Exception):
-    """The manifest cannot be opened or is not an arraymel corpus manifest."""
+    """The manifest cannot be opened, read or written, or is not an arraymel corpus manifest."""
+
+
+def _recovery(path: str) -> str:
+    return (f"move it aside (mv {path} {path}.damaged) and run again: every file is then computed anew (the outputs are "
+            "rewritten); or try to salvage it first with `sqlite3 manifest.sqlite.damaged .recover | sqlite3 manifest.sqlite`")
 
 
 class Manifest:
     def __init__(self, path: str, *, readonly: bool = False):
         self.path = path
         try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            st = None
+        except OSError as e:
+            raise ManifestError(f"cannot read the manifest {path}: {e.strerror or e}") from None
+        if st is not None and not stat.S_ISREG(st.st_mode):
+            raise ManifestError(f"the manifest {path} is not a regular file (a directory?); move it away.")
+        if st is not None and st.st_size == 0:
+            raise ManifestError(f"the manifest {path} is empty (0 bytes): it was damaged (a run never leaves it empty); "
+                                + _recovery(path))
+        try:
             if readonly:
                 uri = pathlib.Path(os.path.abspath(path)).as_uri() + "?mode=ro"
                 self.db = sqlite3.connect(uri, uri=True, timeout=30, isolation_level=None, check_same_thread=False)
             else:
                 self.db = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
+        except sqlite3.Error as e:
+            raise ManifestError(f"cannot open the manifest {path}: {e}") from None
+        try:
+            if st is not None:
+                self._check_integrity()
+            if not readonly:
                 self.db.execute("PRAGMA synchronous=FULL")
                 self.db.executescript(_SCHEMA)
+                have = {r[1] for r in self.db.execute("PRAGMA table_info(runs)")}
+                for name, kind in _ADDED_RUN_COLUMNS.items():
+                    if name not in have:
+                        self.db.execute(f"ALTER TABLE runs ADD COLUMN {name} {kind}")
                 if self.meta("schema_version") is None:
                     self.set_meta({"schema_version": str(SCHEMA_VERSION)})
             version = self.meta("schema_version")
-        except sqlite3.DatabaseError as e:
-            raise ManifestError(f"{path} is not a usable SQLite manifest: {e}") from None
+        except ManifestError:
+            self.db.close()
+            raise
+        except sqlite3.Error as e:
+            self.db.close()
+            raise ManifestError(f"cannot use the manifest {path}: {e}") from None
         if version is not None and int(version) > SCHEMA_VERSION:
+            self.db.close()
             raise ManifestError(f"{path} has schema version {version}, newer than this arraymel understands ({SCHEMA_VERSION}).")
+
+    def _check_integrity(self) -> None:
+        try:
+            found = [r[0] for r in self.db.execute("PRAGMA quick_check")]
+            tables = {r[0] for r in self.db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        except sqlite3.DatabaseError as e:
+            raise ManifestError(f"the manifest {self.path} is damaged ({e}); " + _recovery(self.path)) from None
+        if found != ["ok"]:
+            raise ManifestError(f"the manifest {self.path} is damaged (quick_check: {'; '.join(found[:3])}); "
+                                + _recovery(self.path))
+        if not {"meta", "runs", "files"} <= tables:
+            raise ManifestError(f"{self.path} is an SQLite database but not an arraymel corpus manifest "
+                                f"(tables: {', '.join(sorted(tables)) or 'none'}); use another OUT_DIR, or move it away.")
 
     def close(self) -> None:
         self.db.close()
@@ -130,27 +208,50 @@ class Manifest:
 
     # ------------------------------------------------------------------ transactions
     class _Tx:
-        def __init__(self, db: sqlite3.Connection):
-            self.db = db
+        """``BEGIN IMMEDIATE`` .. ``COMMIT``; any SQLite error becomes a :class:`ManifestError` naming the manifest
+        and the cause (SQLite rolls a transaction back by itself after some errors, a full disk for one)."""
+
+        def __init__(self, manifest: "Manifest"):
+            self.manifest = manifest
+            self.db = manifest.db
 
         def __enter__(self):
-            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                self.db.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as e:
+                raise ManifestError(f"cannot write the manifest {self.manifest.path}: {e}") from None
             return self.db
 
-        def __exit__(self, exc_type, *rest):
-            self.db.execute("COMMIT" if exc_type is None else "ROLLBACK")
+        def __exit__(self, exc_type, exc, tb):
+            if exc_type is None:
+                try:
+                    self.db.execute("COMMIT")
+                    return False
+                except sqlite3.Error as e:
+                    exc = e
+            if self.db.in_transaction:
+                try:
+                    self.db.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass
+            if isinstance(exc, sqlite3.Error):
+                raise ManifestError(f"cannot write the manifest {self.manifest.path}: {exc}") from None
+            return False
 
     def transaction(self) -> "_Tx":
-        return Manifest._Tx(self.db)
+        return Manifest._Tx(self)
 
     # ------------------------------------------------------------------ runs
-    def start_run(self, *, options: dict, host: str, pid: int, config_hash: str, versions: str, mode: str) -> int:
+    def start_run(self, *, options: dict, host: str, pid: int, config_hash: str, versions: str, mode: str,
+                  in_dir: str | None = None, unlisted: list | None = None) -> int:
         with self.transaction():
             self.db.execute("UPDATE runs SET state = 'interrupted', message = COALESCE(message, 'the process ended without "
                             "finishing the run (killed or crashed)') WHERE state = 'running'")
             cur = self.db.execute(
-                "INSERT INTO runs (started_at, state, options, host, pid, config_hash, versions, mode) VALUES (?, 'running', ?, ?, ?, ?, ?, ?)",
-                (now(), json.dumps(options, sort_keys=True, default=str), host, pid, config_hash, versions, mode))
+                "INSERT INTO runs (started_at, state, options, host, pid, config_hash, versions, mode, in_dir, unlisted) "
+                "VALUES (?, 'running', ?, ?, ?, ?, ?, ?, ?, ?)",
+                (now(), json.dumps(options, sort_keys=True, default=str), host, pid, config_hash, versions, mode,
+                 to_db(in_dir), json.dumps(unlisted or [])))
             return int(cur.lastrowid)
 
     def finish_run(self, run_id: int, *, state: str, counts: dict[str, Any], message: str | None = None) -> None:
@@ -159,12 +260,16 @@ class Manifest:
                 "UPDATE runs SET finished_at = ?, state = ?, discovered = ?, ok = ?, failed = ?, skipped = ?, "
                 "audio_seconds = ?, wall_seconds = ?, message = ? WHERE run_id = ?",
                 (now(), state, counts.get("discovered"), counts.get("ok"), counts.get("failed"), counts.get("skipped"),
-                 counts.get("audio_seconds"), counts.get("wall_seconds"), message, run_id))
+                 counts.get("audio_seconds"), counts.get("wall_seconds"), _text(message), run_id))
 
     def runs(self, limit: int = 5) -> list[dict[str, Any]]:
         cur = self.db.execute("SELECT * FROM runs ORDER BY run_id DESC LIMIT ?", (limit,))
         names = [d[0] for d in cur.description]
-        return [dict(zip(names, r)) for r in cur.fetchall()]
+        out = [dict(zip(names, r)) for r in cur.fetchall()]
+        for run in out:
+            run["in_dir"] = from_db(run.get("in_dir"))
+            run["unlisted"] = json.loads(run["unlisted"]) if run.get("unlisted") else []
+        return out
 
     # ------------------------------------------------------------------ files
     def record(self, records: Iterable[FileRecord], run_id: int) -> int:
@@ -179,7 +284,15 @@ class Manifest:
     def resume_rows(self) -> dict[str, tuple]:
         """key -> (status, source_size, source_mtime_ns, config_hash, output, sha256) of every row."""
         cur = self.db.execute("SELECT key, status, source_size, source_mtime_ns, config_hash, output, sha256 FROM files")
-        return {r[0]: r[1:] for r in cur}
+        return {from_db(r[0]): (*r[1:5], from_db(r[5]), r[6]) for r in cur}
+
+    def delete(self, keys: Iterable[str]) -> int:
+        """Remove the rows of ``keys`` (sources that are gone: ``--prune``)."""
+        rows = [(to_db(k),) for k in keys]
+        if rows:
+            with self.transaction():
+                self.db.executemany("DELETE FROM files WHERE key = ?", rows)
+        return len(rows)
 
     def counts(self, config_hash: str | None = None) -> dict[str, Any]:
         out: dict[str, Any] = {"ok": 0, "failed": 0}
@@ -196,8 +309,14 @@ class Manifest:
         q = "SELECT key, error FROM files WHERE status = 'failed' ORDER BY key"
         if limit is not None:
             q += f" LIMIT {int(limit)}"
-        return [(k, e) for k, e in self.db.execute(q)]
+        return [(from_db(k), e) for k, e in self.db.execute(q)]
+
+    def keys(self) -> list[str]:
+        return [from_db(k) for (k,) in self.db.execute("SELECT key FROM files")]
 
     def rows(self) -> list[dict[str, Any]]:
         cur = self.db.execute(f"SELECT {', '.join(COLUMNS)} FROM files ORDER BY key")
-        return [dict(zip(COLUMNS, r)) for r in cur.fetchall()]
+        out = [dict(zip(COLUMNS, r)) for r in cur.fetchall()]
+        for r in out:
+            r["key"], r["output"] = from_db(r["key"]), from_db(r["output"])
+        return out

@@ -22,19 +22,15 @@ import threading
 import time
 from typing import Iterable, Iterator
 
-from arraymel.corpus.batching import Bucketer
+from arraymel.corpus.batching import Bucketer, batch_limits
 from arraymel.corpus.compute import Computer
-from arraymel.corpus.decode import DecodeFailure, Decoded, decode
+from arraymel.corpus.decode import DecodeFailure, Decoded
 from arraymel.corpus.discover import Source
 from arraymel.corpus.manifest import FileRecord
 from arraymel.corpus.settings import CorpusSettings, versions
-from arraymel.corpus.storage import Writer, output_rel, serialize
+from arraymel.corpus.storage import OutputError, OutputPathError, Writer, output_rel, serialize
+from arraymel.corpus.stream import decode_or_stream
 
-#: Default audio per batch (``--batch-seconds``) on the CPU and on a GPU.
-CPU_BATCH_SECONDS = 300.0
-GPU_BATCH_SECONDS = 3600.0
-#: Audio the buckets may hold before the fullest are computed early: max(4 batches, this).
-MIN_PENDING_SECONDS = 1800.0
 #: How often (seconds) finished records are handed to the caller for a commit.
 COMMIT_INTERVAL = 0.5
 
@@ -64,10 +60,7 @@ class Pipeline:
         self.settings = settings
         self.writer = writer
         self.computer = computer or Computer(settings)
-        sr = float(settings.mel.sampling_rate)
-        batch_s = settings.batch_seconds or (GPU_BATCH_SECONDS if self.computer.device_kind == "cuda" else CPU_BATCH_SECONDS)
-        batch_samples = int(batch_s * sr)
-        self.bucketer = Bucketer(settings.mel, batch_samples, max(4 * batch_samples, int(MIN_PENDING_SECONDS * sr)))
+        self.bucketer = Bucketer(settings.mel, *batch_limits(settings, self.computer.device_kind))
         self.decode_workers = max(1, int(decode_workers))
         self.max_inflight = 2 * self.decode_workers + 2
         self.write_threads = max(1, int(write_threads))
@@ -78,6 +71,7 @@ class Pipeline:
         self._results: queue.SimpleQueue = queue.SimpleQueue()
         self._batch_q: queue.Queue = queue.Queue(maxsize=2)
         self._slots = threading.BoundedSemaphore(8 * self.write_threads)
+        self._local = threading.local()
         self.compute_seconds = 0.0
         self.batches = 0
 
@@ -98,10 +92,23 @@ class Pipeline:
     def _failed(self, source: Source, reason: str, meta: dict | None = None, decoded: Decoded | None = None) -> FileRecord:
         return failed_record(source, reason, self.config_hash, self.versions_json, meta, decoded)
 
+    def _stream_mel(self, y):
+        """The mel computation of a long file's blocks (stream.py), on a decode thread: one
+        MelSpectrogram per thread, never the compute thread's."""
+        mel = getattr(self._local, "mel", None)
+        if mel is None:
+            import arraymel
+
+            mel = self._local.mel = arraymel.MelSpectrogram(**dict(self.settings.mel_params, top_db=None))
+        return mel(y, device=self.computer.device, output="numpy")
+
     def _write(self, item: Decoded, array) -> FileRecord:
         data = serialize(array)
         sha = hashlib.sha256(data).hexdigest()
-        _, dirs = self.writer.write(item.source.key, data)
+        try:
+            _, dirs = self.writer.write(item.source.key, data)
+        except OutputPathError as e:  # this output's path, not OUT_DIR: the file fails, the run goes on
+            return self._failed(item.source, str(e), decoded=item)
         return FileRecord(
             key=item.source.key, status="ok", output=output_rel(item.source.key),
             source_size=item.size, source_mtime_ns=item.mtime_ns, sampling_rate=item.sampling_rate,
@@ -177,7 +184,8 @@ class Pipeline:
                     if src is None:
                         exhausted = True
                         break
-                    inflight[decoders.submit(decode, src, self.settings)] = src
+                    inflight[decoders.submit(decode_or_stream, src, self.settings, self.writer, self._stream_mel,
+                                             self.versions_json)] = src
                 if not inflight:
                     break
                 done, _ = cf.wait(list(inflight), timeout=0.05, return_when=cf.FIRST_COMPLETED)
@@ -190,8 +198,16 @@ class Pipeline:
                     except DecodeFailure as e:
                         self._results.put(self._failed(src, e.reason, e.meta))
                         continue
+                    except OutputPathError as e:
+                        self._results.put(self._failed(src, str(e)))
+                        continue
+                    except OutputError:
+                        raise
                     except Exception as e:  # noqa: BLE001 - recorded with its type, the run goes on
                         self._results.put(self._failed(src, f"unexpected error while decoding: {type(e).__name__}: {e}"))
+                        continue
+                    if isinstance(item, FileRecord):  # a long file, computed and written in blocks
+                        self._results.put(item)
                         continue
                     if self._stop.is_set():
                         continue

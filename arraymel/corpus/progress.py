@@ -6,6 +6,8 @@ import sys
 import time
 from typing import Any, TextIO
 
+from arraymel.corpus.storage import printable
+
 
 def _hms(seconds: float) -> str:
     seconds = max(0, int(round(seconds)))
@@ -119,15 +121,20 @@ def format_summary(s: dict[str, Any]) -> str:
     if s.get("leftovers"):
         lines.append(f"  removed {s['leftovers']} partial output(s) left by an interrupted run")
     if s.get("not_followed"):
-        shown = ", ".join(s["not_followed"][:3]) + (" ..." if len(s["not_followed"]) > 3 else "")
+        shown = ", ".join(printable(k) for k in s["not_followed"][:3]) + (" ..." if len(s["not_followed"]) > 3 else "")
         lines.append(f"  {len(s['not_followed'])} symbolic link(s) lead out of IN_DIR and were not followed: {shown}")
-    for path, why in s.get("unlisted", [])[:10]:
-        lines.append(f"  could not list {path}: {why}")
+    unlisted = s.get("unlisted", [])
+    for path, why in unlisted[:10]:
+        lines.append(f"  could not list {printable(path)}: {why}")
+    if len(unlisted) > 10:
+        lines.append(f"  ... and {len(unlisted) - 10} more directories that could not be listed")
+    if s.get("orphans"):
+        lines.append(f"  {s['orphans']}")
     fails = s.get("failures", [])
     if fails:
         lines.append(f"  failed files ({len(fails)}; all of them: arraymel corpus status {s['out_dir']}):")
         for key, err in fails[:20]:
-            lines.append(f"    {key}: {err}")
+            lines.append(f"    {printable(key)}: {err}")
         if len(fails) > 20:
             lines.append(f"    ... and {len(fails) - 20} more")
     if s.get("message"):

@@ -6,13 +6,16 @@ Order of a run, and why:
 2. The manifest is opened; a configuration different from the one recorded is refused unless
    ``--force``.
 3. Temporary files of an interrupted run are removed (safe: the lock is held).
-4. Discovery; then resume: a file is skipped when its row is 'ok', its source size and mtime are
-   unchanged, its config hash matches and its output exists with the recorded SHA-256.
+4. Discovery; the output paths are checked (a file whose output cannot exist fails with the
+   reason, before anything is computed); then resume: a file is skipped when its row is 'ok', its
+   source size and mtime are unchanged, its config hash matches and its output exists with the
+   recorded SHA-256. Rows whose source is gone are counted as orphaned (removed with --prune).
 5. The rest goes through the pipeline (or Dask). Each group of finished files is made durable
    (directory fsync) and then committed in one transaction; a failed file's stale output, if
    any, is removed after the commit.
 6. The run's row gets its counts; the summary is printed; the exit status is 0 (all ok),
-   2 (some files failed) or 1 (the run could not proceed or was stopped).
+   2 (some files failed) or 1 (the run could not proceed or was stopped: one line says why and
+   where, a traceback only with --debug).
 """
 
 from __future__ import annotations
@@ -23,18 +26,20 @@ import json
 import os
 import signal
 import socket
+import sqlite3
 import sys
 import threading
 import time
+import traceback
 from typing import Any
 
 from arraymel.corpus.compute import DeviceError, resolve_device
-from arraymel.corpus.discover import Discovery, DiscoveryError, Source, default_include, from_list, read_list, walk
+from arraymel.corpus.discover import DiscoveryError, Source, default_include, from_list, gone, read_list, walk
 from arraymel.corpus.manifest import FileRecord, Manifest, ManifestError
 from arraymel.corpus.progress import Progress, format_summary
 from arraymel.corpus.settings import CorpusSettings, describe_difference, versions
-from arraymel.corpus.storage import (MANIFEST_NAME, Lock, OutputError, Writer, fsync_dir, output_rel, prepare_out_dir,
-                                     remove_leftovers, sha256_file)
+from arraymel.corpus.storage import (MANIFEST_NAME, Lock, OutputError, Writer, fsync_dir, output_rel, path_problems,
+                                     prepare_out_dir, printable, remove_leftovers, sha256_file)
 
 EXIT_OK, EXIT_FATAL, EXIT_FAILURES = 0, 1, 2
 
@@ -53,6 +58,8 @@ class RunOptions:
     verify: str = "sha256"
     max_failures: int | None = None
     dask: str | None = None
+    prune: bool = False  # remove the outputs and rows of sources that are gone
+    debug: bool = False  # let an unexpected error show its traceback
     quiet: bool = False
     progress_interval: float = 30.0
     options: dict = dataclasses.field(default_factory=dict)
@@ -161,6 +168,21 @@ def _missing_dependencies() -> str | None:
 
 
 def run(opts: RunOptions) -> int:
+    """The whole run; its exit status. Whatever goes wrong ends with one line saying what and where (a
+    traceback only with ``debug``)."""
+    try:
+        return _run(opts)
+    except (OutputError, ManifestError) as e:
+        _err(str(e))
+        return EXIT_FATAL
+    except Exception as e:  # noqa: BLE001 - a bug: one clear line, the traceback under --debug
+        if opts.debug:
+            raise
+        _err(f"stopped by an unexpected error: {type(e).__name__}: {printable(str(e))} (--debug shows the traceback)")
+        return EXIT_FATAL
+
+
+def _run(opts: RunOptions) -> int:
     t0 = time.monotonic()
     settings = opts.settings
     problem = _missing_dependencies()
@@ -169,24 +191,16 @@ def run(opts: RunOptions) -> int:
         return EXIT_FATAL
     in_real = os.path.realpath(opts.in_dir)
     if not os.path.isdir(in_real):
-        _err(f"IN_DIR {opts.in_dir!r} is not a directory.")
+        _err(f"IN_DIR {printable(opts.in_dir)} is not a directory.")
         return EXIT_FATAL
     if in_real == os.path.realpath(opts.out_dir):
         _err("IN_DIR and OUT_DIR are the same directory; use a separate OUT_DIR.")
         return EXIT_FATAL
-    try:
-        out_root = prepare_out_dir(opts.out_dir)
-    except OutputError as e:
-        _err(str(e))
-        return EXIT_FATAL
+    out_root = prepare_out_dir(opts.out_dir)
     if in_real == out_root:
         _err("IN_DIR and OUT_DIR are the same directory; use a separate OUT_DIR.")
         return EXIT_FATAL
-    try:
-        lock = Lock(out_root).acquire()
-    except OutputError as e:
-        _err(str(e))
-        return EXIT_FATAL
+    lock = Lock(out_root).acquire()
     try:
         return _run_locked(opts, settings, out_root, t0)
     except KeyboardInterrupt:
@@ -197,11 +211,7 @@ def run(opts: RunOptions) -> int:
 
 
 def _run_locked(opts: RunOptions, settings: CorpusSettings, out_root: str, t0: float) -> int:
-    try:
-        manifest = Manifest(os.path.join(out_root, MANIFEST_NAME))
-    except ManifestError as e:
-        _err(str(e))
-        return EXIT_FATAL
+    manifest = Manifest(os.path.join(out_root, MANIFEST_NAME))
     try:
         return _run_with_manifest(opts, settings, out_root, manifest, t0)
     finally:
@@ -226,6 +236,8 @@ def _run_with_manifest(opts: RunOptions, settings: CorpusSettings, out_root: str
         _err(str(e))
         return EXIT_FATAL
     except Exception as e:  # noqa: BLE001 - e.g. a Dask scheduler that cannot be reached
+        if opts.debug:
+            raise
         _err(f"cannot start the {'Dask ' if opts.dask else ''}engine: {type(e).__name__}: {e}")
         return EXIT_FATAL
 
@@ -248,13 +260,23 @@ def _run_engine(opts: RunOptions, settings: CorpusSettings, out_root: str, manif
     except DiscoveryError as e:
         _err(str(e))
         return EXIT_FATAL
-    to_process, skipped = plan_resume(found.sources, manifest.resume_rows(), settings, out_root,
+    blocked = path_problems([s.key for s in found.sources], out_root)
+    sources = [s for s in found.sources if s.key not in blocked]
+    refused = [FileRecord(key=s.key, status="failed", error=blocked[s.key], source_size=s.size, source_mtime_ns=s.mtime_ns,
+                          config_hash=settings.config_hash) for s in found.sources if s.key in blocked]
+    refused += [FileRecord(key=k, status="failed", error=why, config_hash=settings.config_hash) for k, why in found.missing]
+    rows = manifest.resume_rows()
+    to_process, skipped = plan_resume(sources, rows, settings, out_root,
                                       force=opts.force, verify=opts.verify, progress_note=not opts.quiet)
     skipped_audio = _recorded_audio(manifest, skipped)
+    discovered_keys = {s.key for s in found.sources} | {k for k, _ in found.missing}
+    orphans = gone([k for k in rows if k not in discovered_keys], opts.in_dir)
+    pruned = _prune(manifest, writer, orphans) if opts.prune else 0
 
     run_id = manifest.start_run(options=opts.options, host=socket.gethostname(), pid=os.getpid(),
                                 config_hash=settings.config_hash,
-                                versions=json.dumps(versions(), sort_keys=True), mode=mode)
+                                versions=json.dumps(versions(), sort_keys=True), mode=mode,
+                                in_dir=os.path.realpath(opts.in_dir), unlisted=found.unlisted)
     counts = {"ok": 0, "failed": 0, "audio_seconds": 0.0}
     failures: list[tuple[str, str]] = []
     state, message, fatal = "finished", None, False
@@ -268,15 +290,14 @@ def _run_engine(opts: RunOptions, settings: CorpusSettings, out_root: str, manif
             if r.status == "failed":
                 writer.remove(r.key)
 
-    missing = [FileRecord(key=k, status="failed", error=why, config_hash=settings.config_hash) for k, why in found.missing]
     mode_p = Progress.choose_mode(opts.quiet)
     try:
-        with _Stopper() as stopper, Progress(len(to_process) + len(missing), mode=mode_p,
+        with _Stopper() as stopper, Progress(len(to_process) + len(refused), mode=mode_p,
                                               interval=opts.progress_interval) as progress:
             stopper.target = engine
             groups = engine.run(to_process)
-            if missing:
-                groups = _chain([missing], groups)
+            if refused:
+                groups = _chain([refused], groups)
             for group in groups:
                 commit(group)
                 n_ok = [r for r in group if r.status == "ok"]
@@ -295,17 +316,26 @@ def _run_engine(opts: RunOptions, settings: CorpusSettings, out_root: str, manif
             if stopper.signalled and state == "finished":
                 state = "interrupted"
                 message = f"interrupted by {stopper.signalled}; a later run resumes where this one stopped"
-    except (OutputError, DeviceError) as e:
+    except (OutputError, DeviceError, ManifestError) as e:
         state, message, fatal = "stopped", f"stopped: {e}", True
+    except sqlite3.Error as e:
+        state, message, fatal = "stopped", f"stopped: the manifest {manifest.path} cannot be used: {e}", True
     except KeyboardInterrupt:
         state, message, fatal = "interrupted", "aborted by a second Ctrl-C; a later run resumes", True
         if hasattr(engine, "abort"):
             engine.abort()
     except Exception as e:  # noqa: BLE001 - a bug or a dead cluster: keep what is committed, say what happened
-        state, message, fatal = "stopped", f"stopped by an unexpected error: {type(e).__name__}: {e}", True
+        if opts.debug:
+            traceback.print_exc()
+        state, message, fatal = "stopped", f"stopped by an unexpected error: {type(e).__name__}: {printable(str(e))}", True
 
     wall = time.monotonic() - t0
     discovered = len(found.sources) + len(found.missing)
+    if orphans and not opts.prune:
+        orphan_note = (f"{len(orphans)} output(s) in OUT_DIR whose source is gone (orphaned); `arraymel corpus IN_DIR "
+                       "OUT_DIR --prune` removes them")
+    else:
+        orphan_note = f"removed {pruned} output(s) whose source is gone (--prune)" if pruned else None
     summary = {
         "in_dir": opts.in_dir, "out_dir": opts.out_dir, "discovered": discovered, "ok": counts["ok"],
         "failed": counts["failed"], "skipped": len(skipped),
@@ -313,8 +343,14 @@ def _run_engine(opts: RunOptions, settings: CorpusSettings, out_root: str, manif
         "audio_seconds": counts["audio_seconds"], "skipped_audio_seconds": skipped_audio, "wall_seconds": wall,
         "device": device, "leftovers": len(leftovers), "not_followed": found.not_followed, "unlisted": found.unlisted,
         "failures": sorted(failures), "message": message, "crashes": getattr(engine, "crashes", 0),
+        "orphans": orphan_note,
     }
-    manifest.finish_run(run_id, state=state, counts=summary, message=message)
+    try:
+        manifest.finish_run(run_id, state=state, counts=summary, message=message)
+    except ManifestError as e:  # e.g. the disk is still full: say it, the next run marks this one interrupted
+        fatal = True
+        message = f"{message + '; ' if message else ''}the run could not be marked {state} in the manifest: {e}"
+        summary["message"] = message
     if not opts.quiet:
         print(format_summary(summary), flush=True)
     elif message:
@@ -352,6 +388,15 @@ def _engine(opts: RunOptions, settings: CorpusSettings, out_root: str, writer: W
 
     computer = Computer(settings, device=device)
     return Pipeline(settings, writer, decode_workers=workers, computer=computer), device, "local threads"
+
+
+def _prune(manifest: Manifest, writer: Writer, keys: list[str]) -> int:
+    """Remove the outputs and rows of sources that are gone (``--prune``): rows first, so that a crash in
+    between leaves outputs without rows (removed by the next --prune), never rows without outputs."""
+    manifest.delete(keys)
+    for k in keys:
+        writer.remove(k)
+    return len(keys)
 
 
 def _chain(first: list, rest):

@@ -31,6 +31,10 @@ RESAMPLE_QUALITY = "HQ"
 #: Keras layer bookkeeping keys that may appear in a ``get_config()`` dict and mean nothing here.
 LAYER_KEYS = ("name", "trainable", "dtype_policy", "autocast")
 MEL_KEYS = (*KERAS_DEFAULTS, *EXTENSION_DEFAULTS)
+#: --memory-per-worker's default (MB)
+DEFAULT_MEMORY_MB = 384.0
+#: the least --memory-per-worker that leaves room for the worker itself (the interpreter and the libraries)
+MIN_MEMORY_MB = 64.0
 
 
 class SettingsError(ValueError):
@@ -110,6 +114,9 @@ class CorpusSettings:
     min_seconds: float = 0.0
     device: str = "auto"
     batch_seconds: float | None = None
+    #: the memory one worker may use, in MB (--memory-per-worker): decides which files stream (stream.py),
+    #: the block sizes and the batch caps on the CPU
+    memory_per_worker: float = DEFAULT_MEMORY_MB
 
     @classmethod
     def create(cls, mel_params: dict[str, Any], **kwargs: Any) -> "CorpusSettings":
@@ -135,7 +142,18 @@ class CorpusSettings:
             raise SettingsError(f"--min-seconds {s.min_seconds!r}: must be a finite number >= 0.")
         if s.batch_seconds is not None and not (math.isfinite(s.batch_seconds) and s.batch_seconds > 0):
             raise SettingsError(f"--batch-seconds {s.batch_seconds!r}: must be a finite number > 0.")
+        if not (math.isfinite(s.memory_per_worker) and s.memory_per_worker >= MIN_MEMORY_MB):
+            raise SettingsError(f"--memory-per-worker {s.memory_per_worker!r}: must be a number of MB >= {MIN_MEMORY_MB:g}.")
         return s
+
+    @property
+    def memory_bytes(self) -> int:
+        return int(self.memory_per_worker * (1 << 20))
+
+    @property
+    def stream_bytes(self) -> int:
+        """A file whose decoded audio takes more than this (float32 bytes) is computed in blocks (stream.py)."""
+        return self.memory_bytes // 8
 
     @functools.cached_property
     def mel(self) -> MelConfig:

@@ -309,7 +309,8 @@ inline void run_block(std::mt19937_64* rng) {
 inline void on_fault(int, siginfo_t* si, void*) {
     g.fault_addr = si->si_addr;
     char msg[200];
-    snprintf(msg, sizeof msg, "out of bounds: memory fault at address %p", si->si_addr);
+    snprintf(msg, sizeof msg, "out of bounds: memory fault at address 0x%llx",
+             (unsigned long long)(uintptr_t)si->si_addr);  // 0x0: a non-canonical address
     if (!g.failed) {
         char where[160];
         snprintf(where, sizeof where, " (block (%u, %u, %u)%s", g.bid.x, g.bid.y, g.bid.z, g.cur ? "" : ")");

@@ -1,22 +1,24 @@
 """The ``ops`` of :class:`arraymel._cupy.engine.Engine` on the CUDA emulator: device memory with guard
 zones, launches of the compiled kernel text, and the overlapped batched FFT with NumPy/SciPy.
 
-Memory: every buffer of :meth:`EmuOps.empty` / :meth:`EmuOps.zeros` lies between two guard zones of
-``0xFF`` bytes (NaN as float32 and float64, the largest integer key), and ``empty`` is poisoned the
-same way, so reading unwritten memory shows as NaN. After every launch and FFT the guards of every
-live buffer are checked: a write outside a buffer is a :class:`~cuda_cpu.build.KernelError`. An array
+Memory: every buffer of :meth:`EmuOps.empty` / :meth:`EmuOps.zeros` follows a guard zone of ``0xFF``
+bytes (NaN as float32 and float64, the largest integer key) and ends where an inaccessible page
+begins; ``empty`` is poisoned with ``0xFF`` too, so reading unwritten memory shows as NaN. A read or
+write past a buffer's end faults at once; the guards before every live buffer are checked after
+every launch and FFT; both are a :class:`~cuda_cpu.build.KernelError`. An array
 that did not come from these ops (the caller's input, a host-side cast) is copied into a guarded
 buffer for the launch. In ``sanitize`` mode (AddressSanitizer build, libasan preloaded) buffers are
 exact-size heap blocks instead, so ASan reports any byte outside them, reads included.
 
 FFT: the layout the engine gives cuFFT (``idist < n``: overlapping frames read in place) is read
-with the same strides; ``fft="float32"`` transforms float32 data in float32 (a stand-in for cuFFT's
-rounding), ``fft="exact"`` in float64, rounded once to the compute dtype.
+with the same strides; ``fft="float32"`` transforms float32 data in float32 with NumPy (a stand-in
+for cuFFT's rounding), ``fft="exact"`` in float64, rounded once to the compute dtype.
 """
 
 from __future__ import annotations
 
 import ctypes
+import mmap
 import weakref
 from typing import Any, Sequence
 
@@ -25,8 +27,10 @@ import numpy as np
 from arraymel._cupy import kernels
 from cuda_cpu.build import KernelError, Module, Pointer, build, build_many
 
-GUARD = 4096  # bytes on each side of a buffer
+GUARD = 4096  # bytes of poison before a buffer (after it: an inaccessible page)
 POISON = 0xFF
+_MAP_NORESERVE = 0x4000  # Linux; the mmap module does not export it
+_LIBC = ctypes.CDLL(None, use_errno=True)
 
 
 def _byte_bounds(a: np.ndarray) -> tuple[int, int]:
@@ -65,6 +69,15 @@ def build_all_kernels(sanitize: bool = False) -> None:
     build_many(jobs, sanitize)
 
 
+def _rfft_float32(frames: np.ndarray) -> np.ndarray:
+    """A real FFT computed in single precision: NumPy's (>= 2.0), else SciPy's (NumPy 1.x works in double)."""
+    if np.lib.NumpyVersion(np.__version__) >= "2.0.0":
+        return np.fft.rfft(frames, axis=-1)
+    import scipy.fft
+
+    return scipy.fft.rfft(frames, axis=-1)
+
+
 class EmuOps:
     """``empty``/``zeros``/``launch``/``rfft`` for the engine, plus :meth:`launch_expr` for any compiled kernel.
 
@@ -76,6 +89,8 @@ class EmuOps:
         if fft not in ("exact", "float32"):
             raise ValueError(f"fft={fft!r}: 'exact' or 'float32'")
         self.fft, self.shuffle, self.seed, self.sanitize = fft, shuffle, seed, sanitize
+        #: leave fresh buffers as zero pages instead of poisoning them (scale mode)
+        self.zero_pages = False
         #: scale mode: a callable ``(expression, grid) -> linear block ids to run`` (None: every block)
         self.sample = sample
         self.launches: list[tuple[str, tuple, int]] = []
@@ -85,18 +100,42 @@ class EmuOps:
 
     # ----------------------------------------------------------------- memory
     def _alloc(self, nbytes: int, fill: int) -> np.ndarray:
-        """Raw bytes: guard, payload (filled with ``fill``), guard; the payload view is returned."""
-        if self.sanitize:
+        """A buffer of ``nbytes`` filled with ``fill``: guard zone, payload, then an inaccessible page.
+
+        The payload ends exactly where a ``PROT_NONE`` page begins, so any read or write past its end
+        faults (the runtime turns the fault into a :class:`KernelError`); before the payload lie
+        ``GUARD`` bytes of poison, checked after every launch. Pages are mapped ``MAP_NORESERVE``, so a
+        buffer costs only the pages touched (``zero_pages`` leaves the payload as zero pages).
+        """
+        if self.sanitize:  # exact-size heap blocks: ASan's redzones do the checking
             raw = np.empty(max(1, nbytes), np.uint8)
             raw.fill(fill)
             return raw[:nbytes]
-        raw = np.empty(nbytes + 2 * GUARD + 64, np.uint8)
-        start = GUARD + (-(raw.ctypes.data + GUARD)) % 64  # 64-byte aligned payload, as cudaMalloc's 256
+        body = -(-(GUARD + nbytes) // mmap.PAGESIZE) * mmap.PAGESIZE
+        m = mmap.mmap(-1, body + mmap.PAGESIZE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | _MAP_NORESERVE)
+        raw = np.frombuffer(m, np.uint8, count=body)  # the protected page is outside the array
+        if _LIBC.mprotect(ctypes.c_void_p(raw.ctypes.data + body), mmap.PAGESIZE, 0):
+            raise OSError(ctypes.get_errno(), "mprotect failed")
+        start = body - nbytes
         raw[:start] = POISON
-        raw[start:start + nbytes] = fill
-        raw[start + nbytes:] = POISON
+        if fill and not self.zero_pages:
+            raw[start:] = fill
         self._buffers[id(raw)] = (weakref.ref(raw), start, nbytes)
-        return raw[start:start + nbytes]
+        return raw[start:]
+
+    def _describe_fault(self, message: str) -> str:
+        """The buffer a faulting address lies past, when it is one of ours."""
+        import re
+
+        m = re.search(r"memory fault at address (0x[0-9a-f]+)", message)
+        if not m:
+            return message
+        addr = int(m.group(1), 16)
+        for ref, start, nbytes in self._buffers.values():
+            raw = ref()
+            if raw is not None and raw.ctypes.data + start <= addr < raw.ctypes.data + raw.size + mmap.PAGESIZE:
+                return f"{message}: byte {addr - raw.ctypes.data - start} of a buffer of {nbytes} bytes"
+        return message
 
     def empty(self, shape: int | tuple, dtype_name: str) -> np.ndarray:
         shape = (int(shape),) if np.isscalar(shape) else tuple(int(s) for s in shape)
@@ -165,8 +204,11 @@ class EmuOps:
             blocks = self.sample(expression, tuple(int(g) for g in grid))
         self._n += 1
         try:
-            module.launch(expression, grid, block, conv, smem, shuffle=self.shuffle, seed=self.seed + self._n,
-                          blocks=blocks)
+            try:
+                module.launch(expression, grid, block, conv, smem, shuffle=self.shuffle, seed=self.seed + self._n,
+                              blocks=blocks)
+            except KernelError as e:
+                raise KernelError(self._describe_fault(str(e))) from None
             if not self.sanitize:
                 self.check_guards()
         finally:
@@ -212,9 +254,7 @@ class EmuOps:
         for b0 in range(0, batch, step):
             f = frames[b0:b0 + step]
             if self.fft == "float32" and src.dtype == np.float32:
-                import scipy.fft
-
-                out[b0:b0 + step] = scipy.fft.rfft(f, axis=-1)  # float32 in, complex64 computed in single precision
+                out[b0:b0 + step] = _rfft_float32(f)
             else:
                 out[b0:b0 + step] = np.fft.rfft(f.astype(np.float64), axis=-1).astype(ct)
         self.ffts.append(layout)

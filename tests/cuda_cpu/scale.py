@@ -1,6 +1,7 @@
 """Scale mode: the engine at GPU sizes with its real launch geometry, executing only some blocks.
 
-Buffers are sparse (anonymous ``MAP_NORESERVE`` mappings: untouched pages cost nothing), so a
+Buffers are sparse (anonymous ``MAP_NORESERVE`` mappings: untouched pages cost nothing, and ``empty``
+is zero pages rather than poison), so a
 2^31-sample input or an output of more than 2^31 elements fits a small machine. Every launch has
 the grid the engine computes for the real problem (CUDA's limits checked), and runs:
 
@@ -15,42 +16,33 @@ Guard zones are checked after every launch, as in :class:`~cuda_cpu.ops.EmuOps`.
 
 from __future__ import annotations
 
-import mmap
-import weakref
 from typing import Any, Iterator
 
 import numpy as np
 
 from arraymel._cupy import kernels
 from cuda_cpu.build import KernelError
-from cuda_cpu.ops import GUARD, POISON, EmuOps
-
-_MAP_NORESERVE = 0x4000  # Linux; the mmap module does not export it
-
+from cuda_cpu.ops import EmuOps
 
 class ScaleOps(EmuOps):
     """:class:`EmuOps` with sparse buffers and sampled blocks; call :meth:`begin` with the plan before ``Engine.run``."""
 
     def __init__(self, *, random_blocks: int = 3, seed: int = 0, **options: Any):
         super().__init__(**options)
+        self.zero_pages = True
         self.random_blocks = random_blocks
         self.rng = np.random.default_rng(seed)
         self.blocks_run: dict[str, int] = {}
         self.grids: dict[str, set] = {}
 
-    def _alloc(self, nbytes: int, fill: int) -> np.ndarray:
-        size = nbytes + 2 * GUARD + 64
-        m = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | _MAP_NORESERVE)
-        raw = np.frombuffer(m, dtype=np.uint8)
-        start = GUARD + (-(raw.ctypes.data + GUARD)) % 64
-        raw[:start] = POISON
-        raw[start + nbytes:] = POISON  # the payload stays untouched (zero pages), whatever ``fill`` asks
-        self._buffers[id(raw)] = (weakref.ref(raw), start, nbytes)
-        return raw[start:start + nbytes]
-
     def sparse(self, shape: tuple, dtype_name: str) -> np.ndarray:
-        """A zero-filled device buffer that costs only the pages written."""
+        """A zero-filled device buffer that costs only the pages written (``empty`` here is the same)."""
         return self.empty(shape, dtype_name)
+
+    def zeros(self, n: int, dtype_name: str) -> np.ndarray:
+        """Zeros (sparse like every buffer here); the last one is kept as :attr:`keys` (the engine's max keys)."""
+        self.keys = super().zeros(n, dtype_name)
+        return self.keys
 
     # ----------------------------------------------------------------- the sampled positions
     def begin(self, engine: Any, plan: Any, samples: set[tuple[int, int]]) -> None:
