@@ -21,10 +21,20 @@ def reflect_index(xp: Any, positions: Any, n: int) -> Any:
     return xp.where(p >= n, period - p, p)
 
 
+def index_dtype(xp: Any, device: Any = None) -> Any:
+    """The namespace's default index dtype on ``device`` (int64 on NumPy, CuPy and torch; int32 for JAX
+    without x64, which would otherwise truncate an int64 request with a warning)."""
+    info = getattr(xp, "__array_namespace_info__", None)
+    if info is None:
+        return xp.int64
+    return info().default_dtypes(device=device)["indexing"]
+
+
 def frame_indices(xp: Any, n: int, *, fft_length: int, stride: int, pad: int, t0: int, t1: int, device: Any = None) -> Any:
     """Flat indices into the unpadded signal of frames ``t0 .. t1 - 1`` (``(t1 - t0) * fft_length``)."""
-    starts = xp.arange(t0, t1, dtype=xp.int64, device=device) * stride - pad
-    offsets = xp.arange(fft_length, dtype=xp.int64, device=device)
+    dt = index_dtype(xp, device)
+    starts = xp.arange(t0, t1, dtype=dt, device=device) * stride - pad
+    offsets = xp.arange(fft_length, dtype=dt, device=device)
     pos = xp.reshape(starts[:, None] + offsets[None, :], (-1,))
     return reflect_index(xp, pos, n)
 
