@@ -41,7 +41,7 @@ from arraymel._cupy.kernels import COMPUTE_CTYPES, INPUT_CTYPES, pack_args
 from fused_model import power_rows, stockham, unpack_radices
 from test_cupy_emulated import GRID, _signal
 from test_cupy_fake import fake_pipeline  # noqa: F401 - the fixture (a NumPy stand-in for CuPy)
-from test_cupy_scale import frame_oracle
+from test_cupy_scale import frame_oracle, sampled_signal
 from test_parity_oracle import CASE_NAMES, CASES, input_as, oracle_output
 
 #: The sizes the issue asks for, and two more that need radix 3 and a lone radix 5.
@@ -424,13 +424,7 @@ def run_fused_scale(batch: int, samples: int, in_dtype: str, params: dict):
     frames = 1 + samples // mp.hop
     rows = sorted({0, batch - 1, int(rng.integers(0, batch))})
     fs = sorted({0, 1, frames - 2, frames - 1, *(int(v) for v in rng.integers(0, frames, 3))})
-    x = ops.sparse((batch, samples), in_dtype)
-    fft, hop = params["fft_length"], params["sequence_stride"]
-    for b in rows:  # signal only where the sampled frames read (the rest stays zero pages)
-        for f in fs:
-            lo, hi = max(0, f * hop - fft), min(samples, f * hop + fft)
-            sig = rng.standard_normal(hi - lo) * 0.3 + np.sin(np.arange(lo, hi) * 0.05)
-            x[b, lo:hi] = np.round(sig * 3000) if np.dtype(in_dtype).kind == "i" else sig
+    x = sampled_signal(ops, (batch, samples), in_dtype, rows, fs, params, rng)
     out = ops.sparse((batch, mp.n_mels, frames), "float32")
     keys = []
     zeros = ops.zeros

@@ -35,6 +35,20 @@ def sampled_frames(plan, frames: int, rng) -> list[int]:
     return sorted(f for f in out if 0 <= f < frames)
 
 
+
+def sampled_signal(ops, shape: tuple, in_dtype: str, rows: list, fs: list, params: dict, rng) -> np.ndarray:
+    """A sparse input of ``shape`` with signal only where the sampled frames of the sampled rows read
+    (the rest stays zero pages): noise plus a tone, rounded to int16-like values for integer input."""
+    x = ops.sparse(shape, in_dtype)
+    samples, fft, hop = shape[1], params["fft_length"], params["sequence_stride"]
+    for b in rows:
+        for f in fs:
+            lo, hi = max(0, f * hop - fft), min(samples, f * hop + fft)
+            sig = rng.standard_normal(hi - lo) * 0.3 + np.sin(np.arange(lo, hi) * 0.05)
+            x[b, lo:hi] = np.round(sig * 3000) if np.dtype(in_dtype).kind == "i" else sig
+    return x
+
+
 def frame_oracle(row: np.ndarray, f: int, params: dict) -> np.ndarray:
     """Frame ``f`` of the float64 evaluation of ``row``, from an excerpt around the frame."""
     fft, hop = params["fft_length"], params["sequence_stride"]
@@ -58,13 +72,7 @@ def run_scale(batch: int, samples: int, in_dtype: str, params: dict, budget: int
     frames = plan.problem.frames
     rows = sorted({0, batch - 1, int(rng.integers(0, batch))})
     fs = sampled_frames(plan, frames, rng)
-    x = ops.sparse((batch, samples), in_dtype)
-    fft, hop = params["fft_length"], params["sequence_stride"]
-    for b in rows:  # signal only where the sampled frames read (the rest stays zero pages)
-        for f in fs:
-            lo, hi = max(0, f * hop - fft), min(samples, f * hop + fft)
-            sig = rng.standard_normal(hi - lo) * 0.3 + np.sin(np.arange(lo, hi) * 0.05)
-            x[b, lo:hi] = np.round(sig * 3000) if np.dtype(in_dtype).kind == "i" else sig
+    x = sampled_signal(ops, (batch, samples), in_dtype, rows, fs, params, rng)
     out = ops.sparse((batch, mp.n_mels, frames), "float32")
     ops.begin(eng, plan, {(b, f) for b in rows for f in fs})
     eng.run(x, out, plan)

@@ -4,6 +4,7 @@ held to one thread inside a call (issue 10: no oversubscription)."""
 from __future__ import annotations
 
 import os
+import pickle
 import threading
 import time
 
@@ -112,10 +113,21 @@ def test_workers_argument_on_the_function_the_class_and_in_scope(monkeypatch):
         arraymel.mel_spectrogram(x, workers=2)  # the argument wins over the scope
         arraymel.MelSpectrogram(workers=2)(x)  # and so does the layer's setting
         arraymel.MelSpectrogram(workers=2)(x, workers=1)  # and the call's over the layer's
+        pickle.loads(pickle.dumps(arraymel.MelSpectrogram(workers=2)))(x)  # a pickled layer keeps its setting
     assert arraymel.get_workers() == cpus
     monkeypatch.setenv(_workers.ENV, "1")
     arraymel.mel_spectrogram(x)
-    assert seen == [cpus, 1, cpus, 3, 1, 2, 2, 1, 1]
+    assert seen == [cpus, 1, cpus, 3, 1, 2, 2, 1, 2, 1]
+    assert repr(arraymel.MelSpectrogram(workers=2)) == "MelSpectrogram(workers=2)"
+
+
+def test_workers_reach_the_numpy_path_for_a_cpu_tensor(monkeypatch):
+    torch = pytest.importorskip("torch")
+    seen = []
+    real = pipeline.NumpyState.__call__
+    monkeypatch.setattr(pipeline.NumpyState, "__call__", lambda st, x, **kw: seen.append(kw["workers"]) or real(st, x, **kw))
+    out = arraymel.mel_spectrogram(torch.from_numpy(X[:, :8000]), workers=1)
+    assert isinstance(out, torch.Tensor) and seen == [1]
 
 
 def test_set_workers_is_local_to_the_calling_thread():

@@ -22,6 +22,15 @@ def reflect_index(xp: Any, positions: Any, n: int) -> Any:
     return xp.where(p >= n, period - p, p)
 
 
+def index_dtype(xp: Any, device: Any = None) -> Any:
+    """The namespace's default index dtype on ``device`` (int64 on NumPy, CuPy and torch; int32 for JAX
+    without x64, which would otherwise truncate an int64 request with a warning)."""
+    info = getattr(xp, "__array_namespace_info__", None)
+    if info is None:
+        return xp.int64
+    return info().default_dtypes(device=device)["indexing"]
+
+
 def padded_take(xp: Any, x: Any, positions: Any, pad_mode: str) -> Any:
     """``x[..., positions]`` of the signal extended by reflection (``pad_mode="reflect"``) or by zeros
     (``"constant"``); ``positions`` is a 1-D integer array, any values."""
@@ -39,8 +48,9 @@ def frames(x: Any, xp: Any, *, fft_length: int, stride: int, pad: int, t0: int, 
     Frame ``t`` starts at signal position ``t * stride - pad``; positions outside the signal read its
     reflection (``pad_mode="reflect"``) or zero (``"constant"``)."""
     dev = xp_device(x)
-    starts = xp.arange(t0, t1, dtype=xp.int64, device=dev) * stride - pad
-    pos = xp.reshape(starts[:, None] + xp.arange(fft_length, dtype=xp.int64, device=dev)[None, :], (-1,))
+    dt = index_dtype(xp, dev)
+    starts = xp.arange(t0, t1, dtype=dt, device=dev) * stride - pad
+    pos = xp.reshape(starts[:, None] + xp.arange(fft_length, dtype=dt, device=dev)[None, :], (-1,))
     out = padded_take(xp, x, pos, pad_mode)
     return xp.reshape(out, (*x.shape[:-1], t1 - t0, fft_length))
 
