@@ -36,14 +36,24 @@ KERAS_DEFAULTS: dict[str, Any] = {
 KERAS_INT_KEYS = ("fft_length", "sequence_stride", "sequence_length", "num_mel_bins")
 
 #: arraymel's extensions, with defaults that keep Keras's behaviour.
-EXTENSION_DEFAULTS: dict[str, Any] = {"top_db_scope": "batch", "dtype": None, "filterbank": "exact"}
+EXTENSION_DEFAULTS: dict[str, Any] = {"top_db_scope": "batch", "dtype": None, "filterbank": "exact",
+                                      "center": True, "pad_mode": "reflect", "frame_step": None}
 
 WINDOW_NAMES = ("hann", "hamming")
 TOP_DB_SCOPES = ("batch", "example")
 DTYPES = ("float32", "float64")
 #: "exact": the HTK filterbank evaluated in float64 (SPEC.md); "keras": Keras's float32 evaluation of it,
 #: operation for operation, for Keras's exact numbers (see :func:`arraymel.core.filterbank.keras_filterbank_host`).
-FILTERBANKS = ("exact", "keras")
+#: The others are the presets' (:mod:`arraymel.presets`): librosa's triangles linear in Hz on its Slaney or HTK
+#: scale, with or without Slaney's area normalisation ("librosa" is ``librosa.filters.mel``'s default), and Kaldi's.
+FILTERBANKS = ("exact", "keras", "librosa", "librosa-nonorm", "librosa-htk", "librosa-htk-nonorm", "kaldi")
+#: Out-of-signal samples of centred frames: NumPy's ``mode="reflect"`` (Keras) or zeros (librosa >= 0.10, NeMo).
+PAD_MODES = ("reflect", "constant")
+#: A step on each frame before the window: "kaldi" removes the frame's mean, then pre-emphasises it
+#: (``y[i] = x[i] - 0.97 x[i - 1]``, ``y[0] = x[0] - 0.97 x[0]``) over its ``sequence_length`` samples.
+FRAME_STEPS = (None, "kaldi")
+#: Kaldi's pre-emphasis coefficient.
+KALDI_PREEMPHASIS = 0.97
 
 
 def _fail(name: str, value: Any, allowed: str, exc: type[Exception] = ValueError) -> Exception:
@@ -159,6 +169,9 @@ class MelConfig:
     top_db_scope: str
     dtype: str | None
     filterbank: str
+    center: bool
+    pad_mode: str
+    frame_step: str | None
     given: dict = dataclasses.field(repr=False)
 
     @classmethod
@@ -219,7 +232,16 @@ class MelConfig:
         dtype = _dtype_name(p["dtype"])
         filterbank = p["filterbank"]
         if filterbank not in FILTERBANKS:
-            raise _fail("filterbank", filterbank, f"one of {FILTERBANKS!r} (the float64 evaluation, or Keras's float32 one)")
+            raise _fail("filterbank", filterbank, f"one of {FILTERBANKS!r} (\"exact\": the float64 evaluation; \"keras\": Keras's float32 "
+                        "one; the others: the presets' filterbanks)")
+
+        center = _check_bool("center", p["center"])
+        pad_mode = p["pad_mode"]
+        if pad_mode not in PAD_MODES:
+            raise _fail("pad_mode", pad_mode, f"one of {PAD_MODES!r}")
+        frame_step = p["frame_step"]
+        if frame_step not in FRAME_STEPS:
+            raise _fail("frame_step", frame_step, f"one of {FRAME_STEPS!r}")
 
         given = {k: kwargs.get(k, v) for k, v in {**KERAS_DEFAULTS, **EXTENSION_DEFAULTS}.items()}
         given["window"] = window  # a list window is kept as the NumPy array it was checked as
@@ -240,6 +262,9 @@ class MelConfig:
             top_db_scope=scope,
             dtype=dtype,
             filterbank=filterbank,
+            center=center,
+            pad_mode=pad_mode,
+            frame_step=frame_step,
             given=given,
         )
 
@@ -251,12 +276,25 @@ class MelConfig:
 
     @property
     def pad(self) -> int:
-        """Reflect padding on each side of the signal (centring)."""
-        return self.fft_length // 2
+        """Padding on each side of the signal: ``fft_length // 2`` when centred, else 0."""
+        return self.fft_length // 2 if self.center else 0
+
+    @property
+    def frame_span(self) -> int:
+        """Signal samples a frame needs: ``fft_length`` when centred; without centring (Kaldi's snip_edges)
+        a frame is its ``sequence_length`` samples, left-aligned in ``fft_length`` with zeros after them."""
+        return self.fft_length if self.center else self.sequence_length
 
     def n_frames(self, samples: int) -> int:
-        """The true frame count for ``samples`` input samples (SPEC.md step 3)."""
-        return 1 + (samples + 2 * self.pad - self.fft_length) // self.sequence_stride
+        """The true frame count for ``samples`` input samples (SPEC.md step 3; without centring
+        ``1 + (samples - sequence_length) // sequence_stride``, as Kaldi's snip_edges)."""
+        return 1 + (samples + 2 * self.pad - self.frame_span) // self.sequence_stride
+
+    def check_samples(self, samples: int) -> None:
+        """Without centring, a signal shorter than one frame has no frame: an error naming the sizes."""
+        if not self.center and samples < self.sequence_length:
+            raise ValueError(f"x has {samples} samples: with center=False a frame needs sequence_length="
+                             f"{self.sequence_length} samples, so the signal must have at least that many.")
 
     @functools.cached_property
     def window_key(self) -> Any:
@@ -275,7 +313,7 @@ class MelConfig:
             self.fft_length, self.sequence_stride, self.sequence_length, self.window_key,
             self.sampling_rate, self.num_mel_bins, self.min_freq, self.max_freq,
             self.power_to_db, self.top_db, self.mag_exp, self.min_power, self.ref_power,
-            self.top_db_scope, self.filterbank,
+            self.top_db_scope, self.filterbank, self.center, self.pad_mode, self.frame_step,
         )
 
     def replace(self, **changes: Any) -> "MelConfig":

@@ -80,6 +80,7 @@ def compute(
     n_workers = _workers.resolve(workers)
     dtype_name = compute_dtype_name(x, xp, cfg.dtype)
     warn_if_channels_last(tuple(x.shape), cfg.fft_length)
+    cfg.check_samples(int(x.shape[-1]))
 
     if plan.input_kind in _dlpack.FRAMEWORKS and plan.path != "generic":
         if plan.path == "numpy":

@@ -110,7 +110,7 @@ class MelSpectrogram:
         if c.top_db is None:
             refused.append("top_db=None (Keras's layer raises a TypeError; use a number)")
         for k, default in EXTENSION_DEFAULTS.items():
-            if k in ("dtype", "filterbank") or _same(c.given[k], default):
+            if k == "dtype" or (k == "filterbank" and c.filterbank in ("exact", "keras")) or _same(c.given[k], default):
                 continue
             refused.append(f"{k}={c.given[k]!r} (Keras's layer has no such parameter; {k}={default!r} is its behaviour)")
         if refused:

@@ -122,20 +122,34 @@ class NumpyOps:
             if grid[0] * BLOCK * PAD_ITEMS < cols:
                 raise AssertionError("am_pad_reflect: grid does not cover the row")
             c = np.arange(cols, dtype=np.int64)
-            src = r * int(a["row_stride"]) + _reflect(int(a["seg_start"]) + c, n) * int(a["sample_stride"])
-            out.write(r * pitch + c, x.read(src).astype(T))
+            pos = int(a["seg_start"]) + c
+            src = r * int(a["row_stride"]) + _reflect(pos, n) * int(a["sample_stride"])
+            v = x.read(src).astype(T)
+            if int(a["zero_pad"]):
+                v = np.where((pos >= 0) & (pos < n), v, T.type(0))
+            out.write(r * pitch + c, v)
 
     def _am_frames_window(self, T: np.dtype, grid: tuple, smem: int, a: dict) -> None:
         x, out, win = _Ptr(a["x"]), _Ptr(a["out"]), _Ptr(a["window"])
         n_fft, frames, hop, n = int(a["n_fft"]), int(a["frames"]), int(a["hop"]), int(a["n"])
         per_row = frames * n_fft
-        if grid[0] * BLOCK < per_row:
+        step, L = int(a["frame_step"]), int(a["win_len"])
+        if (grid[0] != frames) if step else (grid[0] * BLOCK < per_row):
             raise AssertionError("am_frames_window: grid does not cover the row")
         j = np.arange(per_row, dtype=np.int64)
         f, k = j // n_fft, j % n_fft
         for r in range(grid[1]):
             pos = int(a["seg_start"]) + f * hop + k
             v = x.read(r * int(a["row_stride"]) + _reflect(pos, n) * int(a["sample_stride"])).astype(T)
+            if int(a["zero_pad"]):
+                v = np.where((pos >= 0) & (pos < n), v, T.type(0))
+            if step:  # Kaldi: the mean of each frame's first win_len samples removed, then pre-emphasis
+                fr = v.reshape(frames, n_fft)
+                d = fr[:, :L] - fr[:, :L].mean(axis=1, keepdims=True, dtype=T)
+                c = T.type(a["preemph"])
+                fr[:, 1:L] = d[:, 1:] - c * d[:, :-1]
+                fr[:, 0] = d[:, 0] - c * d[:, 0]
+                v = fr.reshape(-1)
             if int(a["has_window"]):
                 v = v * win.read(k)
             out.write(r * per_row + j, v)

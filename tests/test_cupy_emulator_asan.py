@@ -94,7 +94,7 @@ x = ops.empty((2, 0), "float32")
 out = ops.empty(2 * 3 * 256, "float32")
 args = kernels.pack_args("am_frames_window", "float32", "float32", dict(
     x=x, row_stride=0, sample_stride=1, n=0, seg_start=-128, hop=64, n_fft=256, frames=3, window=ops.zeros(1, "float32"),
-    has_window=0, out=out))
+    has_window=0, zero_pad=0, frame_step=0, win_len=256, preemph=0.0, out=out))
 ops.launch_expr(mod, "am_frames_window<float, float>", (3, 2, 1), (256, 1, 1), 0, args)
 print("NOT-REPORTED")
 """

@@ -74,7 +74,7 @@ class Engine:
 
     def problem(self, batch: int, samples: int) -> Problem:
         p = self.p
-        frames = 1 + (samples + 2 * p.pad - p.n_fft) // p.hop
+        frames = p.frames(samples)
         return Problem(batch=batch, samples=samples, frames=frames, n_fft=p.n_fft, hop=p.hop, nb=p.nb,
                        n_mels=p.n_mels, itemsize=p.itemsize, inplace_ok=p.inplace_ok)
 
@@ -103,7 +103,7 @@ class Engine:
         B = 1
         for d in batch_shape:
             B *= int(d)
-        frames = 1 + (n + 2 * p.pad - p.n_fft) // p.hop
+        frames = p.frames(n)
         out = self.ops.empty((B, p.n_mels, frames), p.dtype_name)
         log = RetryLog([], [])
         if B == 0:
@@ -169,8 +169,8 @@ class Engine:
                 grid = (-(-(pitch + prob.tail) // (BLOCK * PAD_ITEMS)), rows, 1)
                 ops.launch("am_pad_reflect", T, tin, grid, block, 0,
                            sig_kernel.args(x=xp_, seg_start=seg_start, pitch=pitch))
-            else:
-                grid = (-(-(fc * p.n_fft) // BLOCK), rows, 1)
+            else:  # a thread per sample, or with the frame step a block per frame
+                grid = (fc if p.frame_step else -(-(fc * p.n_fft) // BLOCK), rows, 1)
                 ops.launch("am_frames_window", T, tin, grid, block, 0,
                            sig_kernel.args(x=xp_, seg_start=seg_start, frames=fc))
             ops.rfft(FftLayout(n=p.n_fft, idist=plan.fft_idist(), batch=plan.fft_batch(rows, fc), odist=p.nb,
@@ -194,10 +194,11 @@ class Engine:
             T = p.dtype_name
             if kernel == "am_pad_reflect":
                 values = dict(x=Unbound(tin), row_stride=0, sample_stride=1, n=1, seg_start=0, pitch=1,
-                              tail=max(0, p.n_fft - p.hop), out=Unbound(T))
+                              tail=max(0, p.n_fft - p.hop), zero_pad=p.zero_pad, out=Unbound(T))
             elif kernel == "am_frames_window":
                 values = dict(x=Unbound(tin), row_stride=0, sample_stride=1, n=1, seg_start=0, hop=p.hop,
-                              n_fft=p.n_fft, frames=1, window=c.window, has_window=c.has_window, out=Unbound(T))
+                              n_fft=p.n_fft, frames=1, window=c.window, has_window=c.has_window, zero_pad=p.zero_pad,
+                              frame_step=p.frame_step, win_len=p.win_len, preemph=p.preemph, out=Unbound(T))
             else:
                 values = dict(
                     spec=Unbound(T), frames_row=1, frames=1, tiles=1, nb=p.nb, n_fft=p.n_fft, taps=0, tap_a=p.tap_a,

@@ -74,6 +74,18 @@ def twiddle_table(n_fft: int) -> np.ndarray:
     return out
 
 
+def framing_unsupported(params: MelParams) -> str | None:
+    """Why the fused kernel cannot frame this configuration (None: it can): it reads centred, reflect-padded
+    frames only (the presets' zero padding, Kaldi's frames and frame step run on the cuFFT path)."""
+    if params.frame_step:
+        return "the Kaldi frame step is in the gather kernel of the cuFFT path"
+    if params.zero_pad:
+        return "pad_mode='constant' is on the cuFFT path"
+    if params.frame_span != params.n_fft:
+        return "center=False is on the cuFFT path"
+    return None
+
+
 def fused_unsupported(n_fft: int, dtype_name: str) -> str | None:
     """Why the fused kernel cannot compute this size (None: it can)."""
     if n_fft % 2:
@@ -143,7 +155,7 @@ class FusedEngine(Engine):
 
     def __init__(self, params: MelParams, ops: Any, consts: Any, twiddles: Any, min_blocks: int = 0):
         super().__init__(params, ops, consts, min_blocks)
-        why = fused_unsupported(params.n_fft, params.dtype_name)
+        why = framing_unsupported(params) or fused_unsupported(params.n_fft, params.dtype_name)
         if why:
             raise ValueError(why)
         self.half = params.n_fft // 2

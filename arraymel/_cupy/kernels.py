@@ -14,9 +14,10 @@ Kernels (one launch each; see docs/gpu.md for the passes):
     pitch that is a multiple of the hop, so that one cuFFT plan with input distance = hop reads
     every frame of every row in place (frames are never materialised).
 ``am_frames_window``
-    The general path: frames gathered with reflect indexing and multiplied by an arbitrary
-    window (array windows, ``sequence_length < fft_length``, or when the pitched layout would
-    waste too many transforms).
+    The general path: frames gathered with reflect indexing (or zeros outside the signal) and
+    multiplied by an arbitrary window (array windows, ``sequence_length < fft_length``, or when the
+    pitched layout would waste too many transforms); with ``frame_step``, Kaldi's per-frame mean
+    removal and pre-emphasis first (one block per frame).
 ``am_mel_smem``
     Over the spectrum, once: the periodic Hann/Hamming window applied after the FFT as a
     three-tap combination of neighbouring bins (exact: the window is a sum of two complex
@@ -109,6 +110,29 @@ __device__ __forceinline__ long long am_reflect(long long p, long long n) {
     return q >= n ? period - q : q;
 }
 
+// Sample p of a row extended by reflection, or 0 outside [0, n) with zero_pad (librosa's and NeMo's padding).
+template <typename TIn, typename T>
+__device__ __forceinline__ T am_sample(const TIn* __restrict__ xr, long long sample_stride, long long p, long long n,
+                                       int zero_pad) {
+    if (zero_pad && (p < 0 || p >= n)) return T(0);
+    return static_cast<T>(xr[am_reflect(p, n) * sample_stride]);
+}
+
+// Block-wide sum, returned to every thread (blockDim.x a multiple of 32, at most 1024). Every thread of the
+// block must call it, once per kernel (its scratch is not reused).
+template <typename T>
+__device__ __forceinline__ T am_block_sum(T v) {
+    __shared__ T am_sum_scratch[32];
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xFFFFFFFFu, v, o);
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = (blockDim.x + 31) >> 5;
+    if (lane == 0) am_sum_scratch[warp] = v;
+    __syncthreads();
+    T s = T(0);
+    for (int w = 0; w < nw; ++w) s += am_sum_scratch[w];
+    return s;
+}
+
 // Bin k of the full DFT of a real frame, from its one-sided spectrum s (nb = n_fft / 2 + 1 complex
 // values, interleaved): k in [-1, nb]; X[k] = X[k mod N] and X[N - k] = conj(X[k]).
 template <typename T>
@@ -188,7 +212,7 @@ PAD_SOURCE = r"""
 template <typename TIn, typename T>
 __global__ void __launch_bounds__(AM_BLOCK)
 am_pad_reflect(const TIn* __restrict__ x, long long row_stride, long long sample_stride, long long n,
-               long long seg_start, long long pitch, long long tail, T* __restrict__ out)
+               long long seg_start, long long pitch, long long tail, int zero_pad, T* __restrict__ out)
 {
     const long long r = blockIdx.y;
     const long long cols = (r == (long long)gridDim.y - 1) ? pitch + tail : pitch;
@@ -197,7 +221,7 @@ am_pad_reflect(const TIn* __restrict__ x, long long row_stride, long long sample
     long long c = (long long)blockIdx.x * (blockDim.x * AM_PAD_ITEMS) + threadIdx.x;
 #pragma unroll
     for (int u = 0; u < AM_PAD_ITEMS; ++u, c += blockDim.x) {
-        if (c < cols) o[c] = static_cast<T>(xr[am_reflect(seg_start + c, n) * sample_stride]);
+        if (c < cols) o[c] = am_sample<TIn, T>(xr, sample_stride, seg_start + c, n, zero_pad);
     }
 }
 """
@@ -206,14 +230,37 @@ am_pad_reflect(const TIn* __restrict__ x, long long row_stride, long long sample
 #: row r (``blockIdx.y``) starts at signal position ``seg_start + f * hop`` and is stored at
 #: ``out + (r * frames + f) * n_fft``. Every sample is multiplied, also by the window's zero
 #: padding, so that a NaN anywhere in a frame reaches its spectrum as in Keras.
+#: ``frame_step`` (Kaldi): one block per frame (``gridDim.x == frames``); the mean of the frame's first
+#: ``win_len`` samples is removed and they are pre-emphasised, ``y[k] = d[k] - preemph d[k - 1]``
+#: (``y[0] = d[0] - preemph d[0]``), before the window.
 FRAMES_SOURCE = r"""
 template <typename TIn, typename T>
 __global__ void __launch_bounds__(AM_BLOCK)
 am_frames_window(const TIn* __restrict__ x, long long row_stride, long long sample_stride, long long n,
                  long long seg_start, int hop, int n_fft, int frames, const T* __restrict__ window,
-                 int has_window, T* __restrict__ out)
+                 int has_window, int zero_pad, int frame_step, int win_len, T preemph, T* __restrict__ out)
 {
     const long long r = blockIdx.y;
+    const TIn* __restrict__ xr = x + r * row_stride;
+    if (frame_step) {
+        const int f = blockIdx.x;
+        const long long start = seg_start + (long long)f * hop;
+        T s = T(0);
+        for (int k = threadIdx.x; k < win_len; k += blockDim.x)
+            s += am_sample<TIn, T>(xr, sample_stride, start + k, n, zero_pad);
+        const T mean = am_block_sum(s) / T(win_len);
+        T* __restrict__ o = out + ((long long)r * frames + f) * n_fft;
+        for (int k = threadIdx.x; k < n_fft; k += blockDim.x) {
+            T v = am_sample<TIn, T>(xr, sample_stride, start + k, n, zero_pad);
+            if (k < win_len) {
+                const T prev = k ? am_sample<TIn, T>(xr, sample_stride, start + k - 1, n, zero_pad) : v;
+                v = (v - mean) - preemph * (prev - mean);
+            }
+            if (has_window) v *= window[k];
+            o[k] = v;
+        }
+        return;
+    }
     const int per_row = frames * n_fft;  // < 2^31 (chunk planner)
     const long long jj = (long long)blockIdx.x * blockDim.x + threadIdx.x;
     if (jj >= per_row) return;
@@ -221,7 +268,7 @@ am_frames_window(const TIn* __restrict__ x, long long row_stride, long long samp
     const int f = j / n_fft;
     const int k = j - f * n_fft;
     const long long pos = seg_start + (long long)f * hop + k;
-    T v = static_cast<T>(x[r * row_stride + am_reflect(pos, n) * sample_stride]);
+    T v = am_sample<TIn, T>(xr, sample_stride, pos, n, zero_pad);
     if (has_window) v *= window[k];
     out[r * (long long)per_row + j] = v;
 }
@@ -386,12 +433,13 @@ INPUT_KERNELS = ("am_pad_reflect", "am_frames_window")
 KERNEL_PARAMS: dict[str, tuple[tuple[str, str], ...]] = {
     "am_pad_reflect": (
         ("const TIn*", "x"), ("long long", "row_stride"), ("long long", "sample_stride"), ("long long", "n"),
-        ("long long", "seg_start"), ("long long", "pitch"), ("long long", "tail"), ("T*", "out"),
+        ("long long", "seg_start"), ("long long", "pitch"), ("long long", "tail"), ("int", "zero_pad"), ("T*", "out"),
     ),
     "am_frames_window": (
         ("const TIn*", "x"), ("long long", "row_stride"), ("long long", "sample_stride"), ("long long", "n"),
         ("long long", "seg_start"), ("int", "hop"), ("int", "n_fft"), ("int", "frames"), ("const T*", "window"),
-        ("int", "has_window"), ("T*", "out"),
+        ("int", "has_window"), ("int", "zero_pad"), ("int", "frame_step"), ("int", "win_len"), ("T", "preemph"),
+        ("T*", "out"),
     ),
     "am_mel_smem": (
         ("const T*", "spec"), ("long long", "frames_row"), ("int", "frames"), ("int", "tiles"), ("int", "fpb"),

@@ -16,7 +16,8 @@ from arraymel._config import MelConfig
 from arraymel._numpy.banded import band_bin_ranges
 from arraymel.core.db import reference_db
 from arraymel.core.filterbank import config_filterbank
-from arraymel.core.windows import window_host
+from arraymel._config import KALDI_PREEMPHASIS
+from arraymel.core.windows import config_window
 from arraymel._cupy.kernels import BLOCK, KEY_DTYPES, SMEM_LIMIT
 
 #: Periodic windows as ``a - (1 - a) cos(2 pi n / N)``: after the FFT they are the three taps
@@ -98,6 +99,18 @@ class MelParams:
     ref_db: float
     top_db: float | None
     per_example: bool
+    #: Signal samples one frame needs (``fft_length``; without centring ``sequence_length``).
+    frame_span: int = 0
+    #: 1: samples outside the signal are 0 (``pad_mode="constant"``), 0: its reflection.
+    zero_pad: int = 0
+    #: 1: Kaldi's per-frame mean removal and pre-emphasis (``preemph``) over ``win_len`` samples, in the gather kernel.
+    frame_step: int = 0
+    win_len: int = 0
+    preemph: float = 0.0
+
+    def frames(self, samples: int) -> int:
+        """The frame count of a signal of ``samples`` samples (:meth:`arraymel.MelConfig.n_frames`)."""
+        return 1 + (samples + 2 * self.pad - self.frame_span) // self.hop
 
     @property
     def itemsize(self) -> int:
@@ -120,11 +133,13 @@ def mel_params(cfg: MelConfig, dtype_name: str) -> MelParams:
     """The :class:`MelParams` of ``cfg`` computed in ``dtype_name`` (builds the filterbank: may warn)."""
     fb = config_filterbank(cfg)
     named = isinstance(cfg.window, str)
-    inplace_ok = cfg.window is None or (named and cfg.sequence_length == cfg.fft_length)
+    # (window=None without centring is ones over sequence_length only: the gather path's window)
+    inplace_ok = cfg.frame_step is None and ((cfg.window is None and cfg.center) or
+                                             (named and cfg.sequence_length == cfg.fft_length))
     # a named window of length 1 is [1.0] (scipy's and so Keras's special case): no taps then
     taps = int(named and inplace_ok and cfg.fft_length >= 2)
     a, b = WINDOW_TAPS[cfg.window] if taps else (1.0, 0.0)
-    window = None if cfg.window is None else window_host(cfg.window, cfg.sequence_length, cfg.fft_length)
+    window = config_window(cfg)
     if cfg.mag_exp == 2.0:
         pmode, half = 0, 1.0
     elif cfg.mag_exp == 1.0:
@@ -137,6 +152,8 @@ def mel_params(cfg: MelConfig, dtype_name: str) -> MelParams:
         pmode=pmode, half_exp=half, table=band_table(fb), db=int(cfg.power_to_db), min_power=cfg.min_power,
         ref_db=reference_db(cfg.ref_power, cfg.min_power) if cfg.power_to_db else 0.0,
         top_db=cfg.top_db if cfg.power_to_db else None, per_example=cfg.top_db_scope == "example",
+        frame_span=cfg.frame_span, zero_pad=int(cfg.pad_mode == "constant"), frame_step=int(cfg.frame_step == "kaldi"),
+        win_len=cfg.sequence_length, preemph=KALDI_PREEMPHASIS if cfg.frame_step == "kaldi" else 0.0,
     )
 
 

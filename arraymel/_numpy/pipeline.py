@@ -38,10 +38,11 @@ from arraymel._numpy import workers as _workers
 from arraymel._numpy.banded import banded
 from arraymel._numpy.fft import rfft_impl
 from arraymel._numpy.memory import empty_aligned
+from arraymel._numpy.windowing import window_into
 from arraymel.core.db import reference_db
 from arraymel.core.filterbank import config_filterbank
-from arraymel.core.framing import reflect_index
-from arraymel.core.windows import window_host
+from arraymel.core.framing import padded_take
+from arraymel.core.windows import config_window
 
 #: Target bytes of one block's frame buffer (256 frames of 2048 in float32). Smaller blocks fit L2
 #: better but each costs Python and BLAS-call overhead; 0.125 to 8 MiB measured, 2 MiB best here.
@@ -54,7 +55,7 @@ class NumpyState:
     def __init__(self, cfg: MelConfig, dtype_name: str):
         self.cfg = cfg
         self.dtype = np.dtype(dtype_name)
-        win = None if cfg.window is None else window_host(cfg.window, cfg.sequence_length, cfg.fft_length)
+        win = config_window(cfg)
         self.window = None if win is None else win.astype(self.dtype)
         fb = config_filterbank(cfg)
         # mag_exp == 2: the product reads the squared real and imaginary parts as they lie, interleaved,
@@ -100,11 +101,11 @@ class NumpyState:
             lo, hi = min(max(s0, 0), n), max(min(s1, n), 0)
             parts = []
             if s0 < lo:
-                parts.append(row[reflect_index(np, np.arange(s0, min(s1, 0)), n)])
+                parts.append(padded_take(np, row, np.arange(s0, min(s1, 0)), cfg.pad_mode))
             if hi > lo:
                 parts.append(row[lo:hi])
             if s1 > max(hi, s0):
-                parts.append(row[reflect_index(np, np.arange(max(n, s0), s1), n)])
+                parts.append(padded_take(np, row, np.arange(max(n, s0), s1), cfg.pad_mode))
             seg = np.concatenate(parts)
         step = seg.strides[0]
         return as_strided(seg, shape=(t1 - t0, cfg.fft_length), strides=(step * cfg.sequence_stride, step), writeable=False)
@@ -113,10 +114,7 @@ class NumpyState:
         """Frames ``t0 .. t1 - 1`` of one clip, windowed into this thread's frame buffer; returns their count."""
         frames = self._tile_frames(row, t0, t1)
         buf = self._buffers()[0][: t1 - t0]
-        if self.window is not None:
-            np.multiply(frames, self.window, out=buf, casting="same_kind")
-        else:
-            np.copyto(buf, frames, casting="same_kind")
+        window_into(frames, self.window, buf, self.cfg)
         return t1 - t0
 
     def _window_clips(self, rows: np.ndarray, n_frames: int) -> int:
@@ -127,16 +125,13 @@ class NumpyState:
         """
         cfg = self.cfg
         span = (n_frames - 1) * cfg.sequence_stride + cfg.fft_length
-        centred = np.take(rows, reflect_index(np, np.arange(-cfg.pad, span - cfg.pad), rows.shape[1]), axis=1)
+        centred = padded_take(np, rows, np.arange(-cfg.pad, span - cfg.pad), cfg.pad_mode)
         s_row, s = centred.strides
         frames = as_strided(centred, shape=(rows.shape[0], n_frames, cfg.fft_length),
                             strides=(s_row, s * cfg.sequence_stride, s), writeable=False)
         T = rows.shape[0] * n_frames
         buf = self._buffers()[0][:T].reshape(frames.shape)
-        if self.window is not None:
-            np.multiply(frames, self.window, out=buf, casting="same_kind")
-        else:
-            np.copyto(buf, frames, casting="same_kind")
+        window_into(frames, self.window, buf, cfg)
         return T
 
     # ------------------------------------------------------------------ one block

@@ -26,12 +26,14 @@ examples:
   arraymel bench --config speech --batch 1 16 --json bench.json --plot bench.png
   arraymel bench --device cuda:0 --peers torchaudio naive-cupy --batch 512
   arraymel bench --config my_layer.json --seconds 30 --repeat 20
+  arraymel bench --config whisper kaldi --peers preset-reference --batch 16
 """
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     from arraymel.bench.peers import PEERS  # light: NumPy only
     from arraymel.bench.workloads import CONFIGS, DEFAULT_SECONDS
+    from arraymel.presets import PRESETS
 
     p = subparsers.add_parser(
         "bench", help="benchmark devices and peer libraries side by side", description=DESCRIPTION, epilog=EPILOG,
@@ -42,7 +44,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--peers", nargs="+", metavar="PEER", default=None, choices=list(PEERS),
                    help=f"libraries to compare (default: all): {', '.join(PEERS)}; arraymel always runs, as the reference")
     p.add_argument("--config", nargs="+", metavar="CFG", default=["keras"],
-                   help=f"named configuration ({', '.join(CONFIGS)}) or a JSON file of MelSpectrogram parameters "
+                   help=f"named configuration ({', '.join(CONFIGS)}), a preset ({', '.join(PRESETS)}: arraymel against the preset's reference library, docs/presets.md) or a JSON file of MelSpectrogram parameters "
                         "(default: keras)")
     p.add_argument("--batch", nargs="+", type=_positive_int, metavar="N", default=None,
                    help="batch sizes, clips per call (default: 1 16 on a CPU, 1 512 on a GPU)")

@@ -206,7 +206,12 @@ class ArraymelPeer(Peer):
     def build(self, params: dict[str, Any], device: Device, x_host: np.ndarray) -> Runner:
         import arraymel  # noqa: PLC0415
 
-        mel = arraymel.MelSpectrogram(**params)
+        if "preset" in params:  # arraymel bench --config whisper (arraymel.bench.preset_peers)
+            import arraymel.presets  # noqa: PLC0415
+
+            mel = arraymel.presets.get(params["preset"])
+        else:
+            mel = arraymel.MelSpectrogram(**params)
         backend = self.backend
         if device.kind == "cpu":
             return Runner(fn=lambda x: mel(x, backend=backend), x=x_host, to_numpy=np.asarray)
@@ -242,6 +247,8 @@ class ArraymelFusedPeer(ArraymelPeer):
     def params_reason(self, params: dict[str, Any]) -> str | None:
         from arraymel._cupy.fused import fused_unsupported  # noqa: PLC0415 - pure Python, no CuPy
 
+        if "preset" in params:
+            return "the presets run the cuFFT path (their framing is not in the fused kernel)"
         why = fused_unsupported(int(params.get("fft_length", 2048)), "float32")
         return f"{why}: arraymel-fused would run the cuFFT path" if why else None
 
@@ -478,11 +485,44 @@ class NaiveCupyPeer(Peer):
                       cuda_index=device.index)
 
 
+class PresetReferencePeer(Peer):
+    """The library a preset reproduces (:mod:`arraymel.bench.preset_peers`); runs only preset configurations."""
+
+    name = "preset-reference"
+    note = "the preset's reference library (docs/presets.md)"
+    packages = ("transformers", "librosa", "kaldi-native-fbank", "torchaudio", "torch")
+
+    def params_reason(self, params: dict[str, Any]) -> str | None:
+        from arraymel.bench.preset_peers import REFERENCE_MODULES  # noqa: PLC0415
+
+        if "preset" not in params:
+            return "runs the presets' configurations only (--config whisper, librosa, torchaudio, kaldi, nemo)"
+        for module in REFERENCE_MODULES[params["preset"]]:
+            why = _import_reason(module)
+            if why:
+                return why
+        return None
+
+    def build(self, params: dict[str, Any], device: Device, x_host: np.ndarray) -> Runner:
+        import arraymel.presets  # noqa: PLC0415
+        from arraymel.bench.preset_peers import reference  # noqa: PLC0415
+
+        fn = reference(arraymel.presets.get(params["preset"]))
+        return Runner(fn=fn, x=np.ascontiguousarray(x_host), to_numpy=np.asarray)
+
+
+def preset_reason(peer: Peer, params: dict[str, Any]) -> str | None:
+    """Why ``peer`` does not run a preset configuration (arraymel's own peers and the reference do)."""
+    if "preset" not in params or peer.name.startswith("arraymel") or isinstance(peer, PresetReferencePeer):
+        return None
+    return f"computes Keras's features, not the {params['preset']} preset's (its reference is preset-reference)"
+
+
 #: Every peer, by name, in the order the report lists them (arraymel, the reference, first).
 PEERS: dict[str, Peer] = {
     p.name: p
     for p in (ArraymelPeer(), ArraymelGenericPeer(), ArraymelFusedPeer(), LibrosaPeer(), KerasPeer(), TorchaudioPeer(), TorchStftPeer(),
-              NaiveCupyPeer())
+              NaiveCupyPeer(), PresetReferencePeer())
 }
 
 REFERENCE = "arraymel"

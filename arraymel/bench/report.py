@@ -47,7 +47,7 @@ def fmt_agreement(row: dict[str, Any], footnote: str = "") -> str:
         return "reference" if row["library"] == "arraymel" else "-"
     if a.get("value") is None:
         return f"n/a ({a.get('reference')})"
-    unit = "dB" if a["unit"] == "dB" else "rel."
+    unit = {"dB": "dB", "output": "units"}.get(a["unit"], "rel.")
     ref = a.get("reference", "")
     where = ""
     if row["library"] == "arraymel" and ref.startswith("arraymel@"):

@@ -138,6 +138,8 @@ def run_benchmark(
         dev_batches = list(batches) if batches else list(_w.DEFAULT_BATCHES.get(dev.kind, (1, 16)))
         for cname, params in resolved_configs:
             db = bool(params.get("power_to_db", True))
+            # a preset's features are in its own units (log10 / 4, ln, normalised): an absolute difference in them
+            unit = "output" if "preset" in params else ("dB" if db else "relative")
             for batch in dev_batches:
                 x_host = _w.make_batch(batch, seconds, float(params["sampling_rate"]), seed=seed)
                 n_samples = x_host.shape[-1]
@@ -145,7 +147,7 @@ def run_benchmark(
                 runners: dict[str, Any] = {}
                 for n in runnable:
                     peer = _peers.get(n)
-                    why = peer.params_reason(params)
+                    why = _peers.preset_reason(peer, params) or peer.params_reason(params)
                     if why:
                         skip(dev.id, n, why, config=cname, batch=batch)
                         continue
@@ -195,13 +197,13 @@ def run_benchmark(
                             elif (cname, batch) in cpu_reference:
                                 agreement = {
                                     "value": _peers.agreement(out, cpu_reference[(cname, batch)], db=db),
-                                    "unit": "dB" if db else "relative", "reference": "arraymel@cpu",
+                                    "unit": unit, "reference": "arraymel@cpu",
                                 }
                         elif ref_out is not None:
                             agreement = {"value": _peers.agreement(out, ref_out, db=db),
-                                         "unit": "dB" if db else "relative", "reference": f"arraymel@{dev.id}"}
+                                         "unit": unit, "reference": f"arraymel@{dev.id}"}
                     except ValueError as e:
-                        agreement = {"value": None, "unit": "dB" if db else "relative", "reference": str(e)}
+                        agreement = {"value": None, "unit": unit, "reference": str(e)}
                     if agreement is not None and agreement["value"] is not None and not math.isfinite(agreement["value"]):
                         agreement["value"] = None
                         agreement["reference"] += " (NaN in different places)"

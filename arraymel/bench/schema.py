@@ -18,7 +18,8 @@ The document (one run):
   ``speed_vs_arraymel`` (arraymel's median time / this row's: > 1 is faster than arraymel),
   ``peak_memory_bytes`` with its ``memory_method`` (``null`` when not measurable), and
   ``agreement``: ``{value, unit, reference}``, the max |difference| to arraymel on the same
-  input and device (``unit`` ``"dB"``, or ``"relative"`` to the peak for power output), ``null``
+  input and device (``unit`` ``"dB"``, ``"relative"`` to the peak for power output, or ``"output"``: a
+  preset's own units), ``null``
   for the reference row itself; ``other_processes_share``: the share of the machine's CPU time
   that other processes used while the row was timed (``null`` where unknown).
 - ``cpu_activity``: CPU-seconds used by this process and by all others during the run (from
@@ -168,7 +169,7 @@ SCHEMA: dict[str, Any] = {
                                 "required": ["value", "unit", "reference"],
                                 "properties": {
                                     "value": {"type": ["number", "null"], "minimum": 0},
-                                    "unit": {"enum": ["dB", "relative"]},
+                                    "unit": {"enum": ["dB", "relative", "output"]},
                                     "reference": {"type": "string"},
                                 },
                             },

@@ -112,12 +112,17 @@ def load_config_file(path: str) -> dict[str, Any]:
 
 def resolve_config(spec: str, *, sampling_rate: float | None = None) -> tuple[str, dict[str, Any]]:
     """``(name, params)`` for a named configuration or a JSON file path; ``sampling_rate`` overrides."""
+    from arraymel.presets import PRESETS  # noqa: PLC0415
+
     if spec in CONFIGS:
         name, params = spec, config_params(spec)
+    elif spec in PRESETS:  # a preset, run by arraymel and by its reference library (arraymel.bench.preset_peers)
+        name, params = spec, {"preset": spec, "sampling_rate": PRESETS[spec]().config.sampling_rate}
     elif os.path.isfile(spec):
         name, params = os.path.splitext(os.path.basename(spec))[0], load_config_file(spec)
     else:
-        raise ValueError(f"--config {spec!r}: neither a named configuration ({', '.join(sorted(CONFIGS))}) nor a JSON file.")
+        raise ValueError(f"--config {spec!r}: neither a named configuration ({', '.join(sorted(CONFIGS))}), a preset "
+                         f"({', '.join(PRESETS)}) nor a JSON file.")
     if sampling_rate is not None and float(sampling_rate) != float(params["sampling_rate"]):
         params = {**params, "sampling_rate": sampling_rate}
         name = f"{name}@{float(sampling_rate):g}"
@@ -135,7 +140,11 @@ def audio_hours(batch: int, seconds: float) -> float:
 
 
 def frames(params: dict[str, Any], samples: int) -> int:
-    """Frames per clip for ``params`` (SPEC.md step 3)."""
+    """Frames per clip for ``params`` (SPEC.md step 3; a preset's own count)."""
+    if "preset" in params:
+        from arraymel.presets import PRESETS  # noqa: PLC0415
+
+        return PRESETS[params["preset"]]().n_frames(samples)
     n_fft = int(params["fft_length"])
     return 1 + (samples + 2 * (n_fft // 2) - n_fft) // int(params["sequence_stride"])
 

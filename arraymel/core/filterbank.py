@@ -1,4 +1,5 @@
-"""The Keras/TensorFlow (HTK) mel filterbank: in float64 (the default), or as Keras evaluates it in float32."""
+"""The Keras/TensorFlow (HTK) mel filterbank: in float64 (the default), or as Keras evaluates it in float32;
+and the filterbanks of the presets (:mod:`arraymel.presets`): librosa's and Kaldi's, in float64."""
 
 from __future__ import annotations
 
@@ -81,10 +82,82 @@ def keras_filterbank_host(num_mel_bins: int, fft_length: int, sampling_rate: flo
     return weights
 
 
+def slaney_hz_to_mel(f: np.ndarray) -> np.ndarray:
+    """Slaney's mel scale (librosa's default, ``htk=False``): linear below 1 kHz, logarithmic above."""
+    f = np.asarray(f, dtype=np.float64)
+    linear = f / (200.0 / 3.0)
+    log_part = 15.0 + np.log(np.maximum(f, 1e-300) / 1000.0) / (np.log(6.4) / 27.0)
+    return np.where(f >= 1000.0, log_part, linear)
+
+
+def slaney_mel_to_hz(m: np.ndarray) -> np.ndarray:
+    m = np.asarray(m, dtype=np.float64)
+    return np.where(m >= 15.0, 1000.0 * np.exp(np.log(6.4) / 27.0 * (m - 15.0)), (200.0 / 3.0) * m)
+
+
+@lru_cache(maxsize=64)
+def librosa_filterbank_host(num_mel_bins: int, fft_length: int, sampling_rate: float, min_freq: float,
+                            max_freq: float, htk: bool, slaney_norm: bool) -> np.ndarray:
+    """``librosa.filters.mel(...).T`` in float64 (read-only, cached): edges evenly spaced on Slaney's mel
+    scale (or HTK's, ``2595 log10(1 + f / 700)``), triangles linear in Hz over the bin frequencies
+    ``k * sampling_rate / fft_length``, each divided by half its width in Hz with ``slaney_norm``.
+    With ``htk`` and no norm this is also ``torchaudio.functional.melscale_fbanks``'s default."""
+    if htk:
+        edges_mel = np.linspace(2595.0 * np.log10(1.0 + min_freq / 700.0), 2595.0 * np.log10(1.0 + max_freq / 700.0),
+                                num_mel_bins + 2)
+        edges = 700.0 * (10.0 ** (edges_mel / 2595.0) - 1.0)
+    else:
+        edges = slaney_mel_to_hz(np.linspace(slaney_hz_to_mel(min_freq), slaney_hz_to_mel(max_freq), num_mel_bins + 2))
+    bin_hz = np.arange(fft_length // 2 + 1, dtype=np.float64) * (sampling_rate / fft_length)
+    width = np.diff(edges)
+    ramps = edges[:, None] - bin_hz[None, :]
+    rising = -ramps[:-2] / width[:-1, None]
+    falling = ramps[2:] / width[1:, None]
+    weights = np.maximum(0.0, np.minimum(rising, falling))
+    if slaney_norm:
+        weights *= (2.0 / (edges[2:] - edges[:-2]))[:, None]
+    weights = np.ascontiguousarray(weights.T)
+    _warn_empty_bands(weights, fft_length, sampling_rate, min_freq, max_freq)
+    weights.setflags(write=False)
+    return weights
+
+
+@lru_cache(maxsize=64)
+def kaldi_filterbank_host(num_mel_bins: int, fft_length: int, sampling_rate: float, min_freq: float,
+                          max_freq: float) -> np.ndarray:
+    """Kaldi's mel banks (``MelBanks`` of Kaldi and kaldi-native-fbank) in float64 (read-only, cached):
+    edges evenly spaced on ``1127 ln(1 + f / 700)`` from ``min_freq`` to ``max_freq``, triangles linear in
+    mel over bins ``0 .. fft_length / 2 - 1`` (the Nyquist bin's row is zero), weights only strictly
+    inside a triangle, no normalisation."""
+    n_bins = fft_length // 2 + 1
+    lo, hi = hertz_to_mel(min_freq), hertz_to_mel(max_freq)
+    delta = (hi - lo) / (num_mel_bins + 1)
+    left = lo + delta * np.arange(num_mel_bins)
+    centre, right = left + delta, left + 2 * delta
+    bin_mel = hertz_to_mel(np.arange(fft_length // 2, dtype=np.float64) * (sampling_rate / fft_length))[:, None]
+    inside = (bin_mel > left) & (bin_mel < right)
+    w = np.where(bin_mel <= centre, (bin_mel - left) / (centre - left), (right - bin_mel) / (right - centre))
+    weights = np.zeros((n_bins, num_mel_bins), dtype=np.float64)
+    weights[: fft_length // 2] = np.where(inside, w, 0.0)
+    _warn_empty_bands(weights, fft_length, sampling_rate, min_freq, max_freq)
+    weights.setflags(write=False)
+    return weights
+
+
+#: The librosa-style filterbank names: (htk scale, Slaney norm).
+LIBROSA_FILTERBANKS = {"librosa": (False, True), "librosa-nonorm": (False, False), "librosa-htk": (True, True),
+                       "librosa-htk-nonorm": (True, False)}
+
+
 def config_filterbank(cfg: Any) -> np.ndarray:
     """The host filterbank (float64 values) a :class:`~arraymel.MelConfig` asks for (``cfg.filterbank``)."""
+    args = (cfg.num_mel_bins, cfg.fft_length, cfg.sampling_rate, cfg.min_freq, cfg.max_freq)
+    if cfg.filterbank in LIBROSA_FILTERBANKS:
+        return librosa_filterbank_host(*args, *LIBROSA_FILTERBANKS[cfg.filterbank])
+    if cfg.filterbank == "kaldi":
+        return kaldi_filterbank_host(*args)
     build = keras_filterbank_host if cfg.filterbank == "keras" else filterbank_host
-    return build(cfg.num_mel_bins, cfg.fft_length, cfg.sampling_rate, cfg.min_freq, cfg.max_freq)
+    return build(*args)
 
 
 def mel_filterbank(

@@ -1,4 +1,5 @@
-"""Centred, reflect-padded framing expressed with standard Array API operations."""
+"""Framing (centred with reflect or zero padding, or not centred) and the Kaldi frame step, expressed
+with standard Array API operations."""
 
 from __future__ import annotations
 
@@ -30,18 +31,36 @@ def index_dtype(xp: Any, device: Any = None) -> Any:
     return info().default_dtypes(device=device)["indexing"]
 
 
-def frame_indices(xp: Any, n: int, *, fft_length: int, stride: int, pad: int, t0: int, t1: int, device: Any = None) -> Any:
-    """Flat indices into the unpadded signal of frames ``t0 .. t1 - 1`` (``(t1 - t0) * fft_length``)."""
-    dt = index_dtype(xp, device)
-    starts = xp.arange(t0, t1, dtype=dt, device=device) * stride - pad
-    offsets = xp.arange(fft_length, dtype=dt, device=device)
-    pos = xp.reshape(starts[:, None] + offsets[None, :], (-1,))
-    return reflect_index(xp, pos, n)
-
-
-def frames(x: Any, xp: Any, *, fft_length: int, stride: int, pad: int, t0: int, t1: int) -> Any:
-    """Frames ``t0 .. t1 - 1`` of the centred signal: ``(..., t1 - t0, fft_length)``, materialised."""
+def padded_take(xp: Any, x: Any, positions: Any, pad_mode: str) -> Any:
+    """``x[..., positions]`` of the signal extended by reflection (``pad_mode="reflect"``) or by zeros
+    (``"constant"``); ``positions`` is a 1-D integer array, any values."""
     n = x.shape[-1]
-    idx = frame_indices(xp, n, fft_length=fft_length, stride=stride, pad=pad, t0=t0, t1=t1, device=xp_device(x))
-    out = xp.take(x, idx, axis=x.ndim - 1)
+    out = xp.take(x, reflect_index(xp, positions, n), axis=x.ndim - 1)
+    if pad_mode == "constant":
+        out = xp.where((positions >= 0) & (positions < n), out, xp.zeros_like(out))
+    return out
+
+
+def frames(x: Any, xp: Any, *, fft_length: int, stride: int, pad: int, t0: int, t1: int,
+           pad_mode: str = "reflect") -> Any:
+    """Frames ``t0 .. t1 - 1`` of the padded signal: ``(..., t1 - t0, fft_length)``, materialised.
+
+    Frame ``t`` starts at signal position ``t * stride - pad``; positions outside the signal read its
+    reflection (``pad_mode="reflect"``) or zero (``"constant"``)."""
+    dev = xp_device(x)
+    dt = index_dtype(xp, dev)
+    starts = xp.arange(t0, t1, dtype=dt, device=dev) * stride - pad
+    pos = xp.reshape(starts[:, None] + xp.arange(fft_length, dtype=dt, device=dev)[None, :], (-1,))
+    out = padded_take(xp, x, pos, pad_mode)
     return xp.reshape(out, (*x.shape[:-1], t1 - t0, fft_length))
+
+
+def kaldi_frame_step(fr: Any, xp: Any, length: int, preemphasis: float) -> Any:
+    """Kaldi's step on each frame's first ``length`` samples: remove their mean, then pre-emphasise
+    (``y[i] = x[i] - c x[i - 1]``, ``y[0] = x[0] - c x[0]``); the samples after them are kept."""
+    head = fr[..., :length]
+    d = head - xp.mean(head, axis=-1, keepdims=True)
+    parts = [d[..., :1] * (1.0 - preemphasis), d[..., 1:] - preemphasis * d[..., :-1]]
+    if fr.shape[-1] > length:
+        parts.append(fr[..., length:])
+    return xp.concat(parts, axis=-1)

@@ -9,21 +9,24 @@ from array_api_compat import device as xp_device
 
 from arraymel._config import MelConfig
 from arraymel.core._xp import from_host
-from arraymel.core.framing import frames
+from arraymel._config import KALDI_PREEMPHASIS
+from arraymel.core.framing import frames, kaldi_frame_step
 from arraymel.core.inputs import as_array, compute_dtype_name
-from arraymel.core.windows import window_host
+from arraymel.core.windows import config_window
 
 
 def window_for(cfg: MelConfig, xp: Any, device: Any, dtype: Any) -> Any | None:
     """The padded analysis window in ``xp`` (None when ``window=None``: multiplying by ones is skipped)."""
-    if cfg.window is None:
-        return None
-    return from_host(window_host(cfg.window, cfg.sequence_length, cfg.fft_length), xp, device=device, dtype=dtype)
+    w = config_window(cfg)
+    return None if w is None else from_host(w, xp, device=device, dtype=dtype)
 
 
 def stft_block(x: Any, xp: Any, cfg: MelConfig, window: Any | None, t0: int, t1: int) -> Any:
     """Complex spectrum of frames ``t0 .. t1 - 1``: ``(..., t1 - t0, fft_length // 2 + 1)``."""
-    fr = frames(x, xp, fft_length=cfg.fft_length, stride=cfg.sequence_stride, pad=cfg.pad, t0=t0, t1=t1)
+    fr = frames(x, xp, fft_length=cfg.fft_length, stride=cfg.sequence_stride, pad=cfg.pad, t0=t0, t1=t1,
+                pad_mode=cfg.pad_mode)
+    if cfg.frame_step == "kaldi":
+        fr = kaldi_frame_step(fr, xp, cfg.sequence_length, KALDI_PREEMPHASIS)
     if window is not None:
         fr = fr * window
     if math.prod(fr.shape[:-1]) == 0:  # an empty batch: torch's (MKL) FFT fails on it, so no transform

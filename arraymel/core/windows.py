@@ -52,6 +52,20 @@ def window_host(window: Any, sequence_length: int, fft_length: int) -> np.ndarra
     return centre_pad(_to_host_float64(window), fft_length)
 
 
+def config_window(cfg: Any) -> np.ndarray | None:
+    """The ``fft_length`` analysis window of a :class:`~arraymel.MelConfig`: centred in the frame (SPEC.md
+    step 4; None for ``window=None``), or, without centring (Kaldi), its ``sequence_length`` samples first
+    (ones for ``window=None``) and zeros after them."""
+    if cfg.center:
+        return None if cfg.window is None else window_host(cfg.window, cfg.sequence_length, cfg.fft_length)
+    # the frame is its sequence_length samples: window=None is ones over them, zeros after
+    w = np.ones(cfg.sequence_length) if cfg.window is None else window_host(cfg.window, cfg.sequence_length,
+                                                                            cfg.sequence_length)
+    out = np.zeros(cfg.fft_length, dtype=np.float64)
+    out[: cfg.sequence_length] = w
+    return out
+
+
 def get_window(
     window: Any = "hann",
     sequence_length: int | None = None,

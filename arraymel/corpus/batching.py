@@ -19,6 +19,7 @@ resumed run or on Dask chunking: on the CPU path the outputs are bit-for-bit rep
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import numpy as np
 
@@ -53,9 +54,12 @@ def row_length(n: int, cfg: MelConfig) -> int:
     return ((m + (1 << shift) - 1) >> shift) << shift
 
 
-def extended(x: np.ndarray, pad: int) -> np.ndarray:
-    """``x`` (``(rows, n)``) followed by its right reflection of ``pad`` samples (NumPy ``reflect``)."""
+def extended(x: np.ndarray, pad: int, pad_mode: str = "reflect") -> np.ndarray:
+    """The ``pad`` samples that follow ``x`` (``(rows, n)``): its right reflection (NumPy ``reflect``), or zeros
+    (``pad_mode="constant"``, the presets' librosa and nemo)."""
     n = x.shape[-1]
+    if pad_mode == "constant":
+        return np.zeros((*x.shape[:-1], pad), dtype=x.dtype)
     if n == 1:
         idx = np.zeros(pad, dtype=np.intp)
     else:
@@ -80,15 +84,16 @@ class Batch:
     def samples(self) -> int:
         return self.rows * self.length
 
-    def build(self, cfg: MelConfig, buffer: np.ndarray | None = None) -> np.ndarray:
+    def build(self, cfg: MelConfig, buffer: np.ndarray | None = None, signal_step: Any = None) -> np.ndarray:
         """The ``(rows, length)`` float32 input of this batch (see the module docstring).
 
         ``buffer``: a flat float32 array of at least ``rows * length`` elements to build it in
         (reused between batches: allocating fresh zeroed memory for every batch costs page faults);
-        a new array is allocated without it.
+        a new array is allocated without it. ``signal_step``: a preset's step on each file's signal
+        (``(x, xp) -> x``, :class:`arraymel.presets.Preset`), applied before the file's padding.
         """
         rows, length = self.rows, self.length
-        if len(self.items) == 1:
+        if len(self.items) == 1 and signal_step is None:
             row = getattr(self.items[0], "row", None)
             if row is not None and row.shape[-1] == length:
                 return row.reshape(1, length)  # read straight into place by the decoder: no copy
@@ -98,11 +103,11 @@ class Batch:
             out = buffer[: rows * length].reshape(rows, length)
         r = 0
         for it in self.items:
-            a = it.audio
+            a = it.audio if signal_step is None else signal_step(it.audio, np)
             k, n = a.shape
             out[r : r + k, :n] = a
             m = min(length, n + cfg.pad)
-            out[r : r + k, n:m] = extended(a, m - n)
+            out[r : r + k, n:m] = extended(a, m - n, cfg.pad_mode)
             out[r : r + k, m:] = 0.0
             r += k
         return out

@@ -46,6 +46,7 @@ examples:
   arraymel corpus /data/audio /data/mel --config mel.json --device cuda:0 --out-dtype float16
   arraymel corpus /data/audio /data/mel --dask local:4
   arraymel corpus /data/audio /data/mel --dask tcp://scheduler:8786
+  arraymel corpus /data/audio /data/whisper --preset whisper --preset-options '{"n_mels": 128}'
   arraymel corpus status /data/mel --json
 
 See docs/corpus.md for the durability rules, batching and Dask (dask-cuda) set-ups."""
@@ -92,6 +93,18 @@ def _dtype(text: str) -> str:
     if text not in ("float32", "float64"):
         raise argparse.ArgumentTypeError(f"expected float32 or float64, got {text!r}")
     return text
+
+
+def _json_object(text: str) -> dict:
+    import json
+
+    try:
+        v = json.loads(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"expected a JSON object, got {text!r} ({e})") from None
+    if not isinstance(v, dict):
+        raise argparse.ArgumentTypeError(f"expected a JSON object, got {text!r}")
+    return v
 
 
 def _number(kind: type, minimum: float, *, inclusive: bool = True):
@@ -197,6 +210,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         "below override its values")
     for flag, dest, typ, text in MEL_FLAGS:
         g.add_argument(flag, dest=dest, type=typ, default=None, metavar="V", help=text)
+    g.add_argument("--preset", choices=("whisper", "librosa", "torchaudio", "kaldi", "nemo"), default=None,
+                   help="a preset's features instead (arraymel.presets, docs/presets.md): no --config or mel option then")
+    g.add_argument("--preset-options", metavar="JSON", type=_json_object, default=None,
+                   help='the preset\'s arguments as a JSON object, e.g. \'{"n_mels": 128}\'')
     g.add_argument("--power-to-db", dest="power_to_db", action=argparse.BooleanOptionalAction, default=None,
                    help="decibels (default) or, with --no-power-to-db, the mel power itself")
 
@@ -290,7 +307,7 @@ def run_from_args(args: argparse.Namespace) -> int:
             settings = CorpusSettings.create(
                 params, out_dtype=args.out_dtype, channels=args.channels, resample=not args.no_resample,
                 min_seconds=args.min_seconds, device=args.device, batch_seconds=args.batch_seconds,
-                memory_per_worker=args.memory_per_worker,
+                memory_per_worker=args.memory_per_worker, preset=args.preset, preset_options=args.preset_options,
             )
         for w in caught:
             if not args.quiet:

@@ -104,6 +104,14 @@ class Computer:
         return "cuda" if self.device.startswith("cuda") else "cpu"
 
     def __call__(self, batch: Batch) -> list[Computed]:
+        cfg = self.cfg
+        if not cfg.center:  # frames without centring (Kaldi's): a file shorter than one frame has none
+            short = [it for it in batch.items if it.length < cfg.sequence_length]
+            if short:
+                rest = [it for it in batch.items if it.length >= cfg.sequence_length]
+                errors = [Computed(it, error=f"too short: {it.length} samples, and a frame without centring needs "
+                                             f"sequence_length={cfg.sequence_length}") for it in short]
+                return errors + (self._run(batch.length, rest, self.device) if rest else [])
         return self._run(batch.length, batch.items, self.device)
 
     def _mel(self, batch_input: np.ndarray, device: str) -> np.ndarray:
@@ -114,7 +122,8 @@ class Computer:
         need = batch.rows * batch.length
         if self._buffer.size < need:
             self._buffer = np.empty(max(need, int(self._buffer.size * 1.25)), dtype=np.float32)
-        return batch.build(self.cfg, self._buffer)
+        preset = self.settings.preset_obj
+        return batch.build(self.cfg, self._buffer, signal_step=preset.signal_step if preset else None)
 
     def _run(self, length: int, items: list, device: str) -> list[Computed]:
         try:
@@ -141,11 +150,18 @@ class Computer:
         cfg, out = self.cfg, []
         clip = cfg.power_to_db and cfg.top_db is not None
         r = 0
+        preset = self.settings.preset_obj
         for it in items:
             k = it.audio.shape[0]
             frames = cfg.n_frames(it.length)
             a = y[r : r + k, :, :frames]
             r += k
+            if preset is not None:  # the preset's frame drop and log rule, on this file's frames alone
+                try:
+                    a = preset.finish(a, it.length)
+                except ValueError as e:
+                    out.append(Computed(it, error=str(e)))
+                    continue
             if clip:
                 a = np.maximum(a, a.max(axis=(1, 2), keepdims=True) - np.asarray(cfg.top_db, dtype=a.dtype))
             if self.settings.channels != "all":

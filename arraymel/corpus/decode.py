@@ -237,7 +237,7 @@ def read_whole(opened: Opened, settings: CorpusSettings) -> Decoded:
 
     if row is not None and row.shape[0] == row_length(n, settings.mel):
         m = min(row.shape[0], n + settings.mel.pad)
-        row[n:m] = extended(row[None, :n], m - n)[0]
+        row[n:m] = extended(row[None, :n], m - n, settings.mel.pad_mode)[0]
         row[m:] = 0.0
         check_unchanged(source.path, st0, meta)
         return Decoded(source=source, audio=row[None, :n], sampling_rate=sr, channels=channels, samples=n,

@@ -90,8 +90,9 @@ def canonical_mel(cfg: MelConfig) -> dict[str, Any]:
         "ref_power": float(cfg.ref_power),
         "top_db_scope": cfg.top_db_scope,
         "dtype": cfg.dtype or "float32",
-        # only when not the default, so that the manifests written before it existed still match
+        # only when not the default, so that the manifests written before they existed still match
         **({"filterbank": cfg.filterbank} if cfg.filterbank != "exact" else {}),
+        **{k: getattr(cfg, k) for k in ("center", "pad_mode", "frame_step") if getattr(cfg, k) != EXTENSION_DEFAULTS[k]},
     }
 
 
@@ -117,9 +118,26 @@ class CorpusSettings:
     #: the memory one worker may use, in MB (--memory-per-worker): decides which files stream (stream.py),
     #: the block sizes and the batch caps on the CPU
     memory_per_worker: float = DEFAULT_MEMORY_MB
+    #: ``arraymel corpus --preset NAME``: the preset (arraymel.presets) and its arguments; ``mel_params`` are then
+    #: its pipeline's parameters
+    preset: str | None = None
+    preset_options: dict | None = None
 
     @classmethod
     def create(cls, mel_params: dict[str, Any], **kwargs: Any) -> "CorpusSettings":
+        if kwargs.get("preset_options") is not None and kwargs.get("preset") is None:
+            raise SettingsError("--preset-options needs --preset NAME.")
+        if kwargs.get("preset") is not None:
+            if mel_params:
+                raise SettingsError(f"--preset {kwargs['preset']} fixes the mel configuration: it takes no --config or "
+                                    f"mel option (given: {', '.join(sorted(mel_params))}); use --preset-options.")
+            import arraymel.presets  # noqa: PLC0415
+
+            try:
+                preset = arraymel.presets.get(kwargs["preset"], **(kwargs.get("preset_options") or {}))
+            except (TypeError, ValueError) as e:
+                raise SettingsError(f"--preset {kwargs['preset']}: {e}") from None
+            mel_params = {**preset.config.given, "top_db_scope": "example"}
         params = dict(mel_params)
         scope = params.get("top_db_scope", "example")
         if scope != "example":
@@ -156,6 +174,15 @@ class CorpusSettings:
         return self.memory_bytes // 8
 
     @functools.cached_property
+    def preset_obj(self) -> Any:
+        """The :class:`arraymel.presets.Preset` of ``--preset`` (None without one)."""
+        if self.preset is None:
+            return None
+        import arraymel.presets  # noqa: PLC0415
+
+        return arraymel.presets.get(self.preset, **(self.preset_options or {}))
+
+    @functools.cached_property
     def mel(self) -> MelConfig:
         """The validated configuration (top_db_scope="example")."""
         return MelConfig.create(**self.mel_params)
@@ -166,8 +193,9 @@ class CorpusSettings:
         out = cfg.keras_config()
         out["top_db_scope"] = cfg.top_db_scope
         out["dtype"] = cfg.dtype
-        if cfg.filterbank != "exact":
-            out["filterbank"] = cfg.filterbank
+        for k in ("filterbank", "center", "pad_mode", "frame_step"):
+            if getattr(cfg, k) != EXTENSION_DEFAULTS[k]:
+                out[k] = getattr(cfg, k)
         return out
 
     def canonical(self) -> dict[str, Any]:
@@ -175,6 +203,8 @@ class CorpusSettings:
         return {
             "format": FORMAT_VERSION,
             "mel": canonical_mel(self.mel),
+            # only with a preset, so that the manifests written before presets existed still match
+            **({"preset": {"name": self.preset, "options": self.preset_options or {}}} if self.preset else {}),
             "out_dtype": self.out_dtype,
             "channels": self.channels,
             "resample": {"enabled": bool(self.resample), "engine": "soxr", "quality": RESAMPLE_QUALITY},

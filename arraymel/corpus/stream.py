@@ -222,6 +222,14 @@ def decode_or_stream(source, settings: CorpusSettings, writer: Writer, mel: Call
     (``--memory-per-worker``), its record once :func:`stream_file` has written its output."""
     with open_audio(source) as opened:
         if opened.decoded_bytes(settings) > settings.stream_bytes:
+            preset = settings.preset_obj
+            if preset is not None and (preset.signal_step or preset.log_rule or preset.drop_last_frame):
+                from arraymel.corpus.pipeline import failed_record
+
+                return failed_record(opened.source, f"too long to hold in --memory-per-worker "
+                                     f"{settings.memory_per_worker:g} MB, and the {preset.name} preset needs the whole "
+                                     "file (its log rule or signal step is not computed block by block): raise "
+                                     "--memory-per-worker", settings.config_hash, versions_json, opened.meta)
             return stream_file(opened, settings, writer, mel, versions_json)
         return read_whole(opened, settings)
 

@@ -1,0 +1,110 @@
+"""Each preset against its reference library: the largest difference on real speech, and CPU time, interleaved.
+
+    .venv/bin/python benchmarks/presets.py --wav speech.wav [--rounds 11] [--batch 16] [--seconds 10]
+
+The figures of docs/presets.md. ``--wav``: a mono speech recording (any rate; resampled with soxr to each
+preset's rate); e.g. ``espeak-ng -w speech.wav "..."``. Without it, the bench's synthetic signal.
+
+Difference: max |arraymel - reference| in the output's own units, over the values within 60 dB (power) of
+the reference's maximum (the SPEC's bound is 1e-3 there), and over every value; the NumPy path on one clip.
+
+Time: a batch of ``--batch`` clips of ``--seconds`` s cut from the recording (circular shifts, different
+gains); each round calls arraymel's preset and the reference once, in an order alternating every round, so
+that a shared, noisy machine slows both alike; medians and quartiles of the rounds, then ``uptime``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+import subprocess
+import time
+
+import numpy as np
+
+#: 60 dB of power in each preset's output units (nemo's normalised features: every value).
+SPAN_60DB = {"whisper": 1.5, "librosa": 60.0, "torchaudio": 60.0, "kaldi": 6.0 * math.log(10.0), "nemo": None}
+
+
+def load_speech(path: str | None, rate: float, seconds: float = 0.0) -> np.ndarray:
+    if path is None:
+        from arraymel.bench.workloads import make_batch
+
+        return make_batch(1, seconds or 10.0, rate)[0]
+    import soundfile as sf
+    import soxr
+
+    x, sr = sf.read(path, dtype="float32", always_2d=True)
+    x = x.mean(axis=1)
+    return soxr.resample(x, sr, rate).astype(np.float32) if sr != rate else x
+
+
+def batch_of(speech: np.ndarray, batch: int, samples: int) -> np.ndarray:
+    rng = np.random.default_rng(0)
+    reps = -(-samples // speech.shape[0]) + 1
+    long = np.tile(speech, reps)
+    starts = rng.integers(0, speech.shape[0], batch)
+    gains = 10 ** rng.uniform(-1.5, 0, batch)
+    return np.stack([g * long[s : s + samples] for s, g in zip(starts, gains)]).astype(np.float32)
+
+
+def difference(name: str, ours: np.ndarray, ref: np.ndarray) -> tuple[float, float]:
+    ours, ref = np.asarray(ours, np.float64), np.asarray(ref, np.float64)
+    d = np.abs(ours - ref)
+    span = SPAN_60DB[name]
+    top = d if span is None else d[ref >= ref.max() - span]
+    return float(top.max()), float(d.max())
+
+
+def main() -> None:
+    import arraymel.presets as presets
+    from arraymel.bench.preset_peers import reference
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--wav", default=None)
+    ap.add_argument("--presets", nargs="+", default=list(presets.PRESETS))
+    ap.add_argument("--rounds", type=int, default=11)
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--seconds", type=float, default=10.0)
+    args = ap.parse_args()
+
+    rows = []
+    for name in args.presets:
+        preset = presets.get(name)
+        try:
+            ref_fn = reference(preset)
+        except ImportError as e:
+            print(f"{name}: reference not installed ({e})")
+            continue
+        rate = preset.config.sampling_rate
+        speech = load_speech(args.wav, rate)
+        top, every = difference(name, preset(speech, backend="numpy"), ref_fn(speech[None])[0])
+        x = batch_of(speech, args.batch, int(round(args.seconds * rate)))
+        calls = {"arraymel": lambda: preset(x), "reference": lambda: ref_fn(x)}
+        for fn in calls.values():  # warm-up: caches, plans, imports
+            fn()
+        times: dict[str, list[float]] = {k: [] for k in calls}
+        order = list(calls)
+        for r in range(args.rounds):
+            for k in (order if r % 2 == 0 else order[::-1]):
+                t0 = time.perf_counter()
+                calls[k]()
+                times[k].append(time.perf_counter() - t0)
+        med = {k: statistics.median(v) for k, v in times.items()}
+        q = {k: statistics.quantiles(v, n=4) if len(v) > 1 else (v[0], v[0], v[0]) for k, v in times.items()}
+        rows.append((name, preset.reference, top, every, med, q))
+
+    print(f"{'preset':<11} {'max diff (top 60 dB)':>21} {'max diff (all)':>15} {'arraymel ms':>18} "
+          f"{'reference ms':>18} {'speed-up':>8}   reference")
+    for name, ref_name, top, every, med, q in rows:
+        a, b = med["arraymel"] * 1e3, med["reference"] * 1e3
+        qa = f"{q['arraymel'][0] * 1e3:.1f}-{q['arraymel'][2] * 1e3:.1f}"
+        qb = f"{q['reference'][0] * 1e3:.1f}-{q['reference'][2] * 1e3:.1f}"
+        print(f"{name:<11} {top:>21.2g} {every:>15.2g} {a:>7.1f} ({qa:>9}) {b:>7.1f} ({qb:>9}) {b / a:>7.1f}x   {ref_name}")
+    print(f"{args.batch} x {args.seconds:g} s, {args.rounds} interleaved rounds; speech: {args.wav or 'synthetic'}")
+    print(subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip())
+
+
+if __name__ == "__main__":
+    main()
