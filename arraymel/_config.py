@@ -242,6 +242,10 @@ class MelConfig:
         frame_step = p["frame_step"]
         if frame_step not in FRAME_STEPS:
             raise _fail("frame_step", frame_step, f"one of {FRAME_STEPS!r}")
+        if frame_step is not None and center:
+            raise ValueError(f"frame_step={frame_step!r} with center=True is not allowed: the frame step works on the "
+                             "first sequence_length samples of each frame, where the window lies only without "
+                             "centring (Kaldi's snip_edges); pass center=False.")
 
         given = {k: kwargs.get(k, v) for k, v in {**KERAS_DEFAULTS, **EXTENSION_DEFAULTS}.items()}
         given["window"] = window  # a list window is kept as the NumPy array it was checked as

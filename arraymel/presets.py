@@ -205,6 +205,11 @@ def torchaudio(*, sample_rate: int = 16000, n_fft: int = 400, win_length: int | 
     torchaudio's defaults: n_fft 400, hop ``win_length // 2`` (200), periodic Hann, centred reflect
     padding, the HTK-scale filterbank with triangles linear in Hz and no norm, AmplitudeToDB's default
     ``10 log10(clamp(1e-10))`` (``stype="power"``, whatever ``power``), ``top_db`` per spectrogram (None: no clipping).
+
+    One difference on batches: torchaudio's ``AmplitudeToDB`` clips a ``(batch, mels, frames)`` tensor at
+    ``top_db`` below the whole batch's maximum (and a 4-D one per item across its channels); this preset clips
+    each spectrogram at its own maximum, so that a clip's features never depend on its batch. With ``top_db``
+    set, a batched call equals torchaudio's on each clip alone, not on the batch.
     """
     win = n_fft if win_length is None else win_length
     hop = win // 2 if hop_length is None else hop_length

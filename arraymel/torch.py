@@ -16,10 +16,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 
 from arraymel.core.filterbank import config_filterbank
-from arraymel.core.windows import window_host
+from arraymel.core.windows import config_window
 from arraymel.transforms import MelSpectrogram as _Transform
 
 __all__ = ["MelSpectrogram"]
@@ -43,7 +44,9 @@ class MelSpectrogram(torch.nn.Module):
         super().__init__()
         self.transform = _Transform(**params)
         cfg = self.transform.config
-        window = window_host(cfg.window, cfg.sequence_length, cfg.fft_length)
+        window = config_window(cfg)  # the window the pipeline applies (None: ones over the frame)
+        if window is None:
+            window = np.ones(cfg.fft_length)
         self.register_buffer("window", torch.tensor(window, dtype=torch.float32), persistent=False)
         self.register_buffer("filterbank", torch.tensor(config_filterbank(cfg), dtype=torch.float32),
                              persistent=False)

@@ -26,8 +26,15 @@ class MelSpectrogram:
     dtype : {None, "float32", "float64"} or a Keras dtype policy
         A Keras ``DTypePolicy`` config (dict) or policy name sets the compute and output dtype as
         in Keras (``"float64"`` computes in float64); mixed and 16-bit policies are refused.
-    filterbank : {"exact", "keras"}, default "exact"
-        The float64 filterbank, or Keras's float32 one (Keras's exact numbers).
+    filterbank : {"exact", "keras", ...}, default "exact"
+        The float64 filterbank, or Keras's float32 one (Keras's exact numbers); the presets'
+        filterbanks (librosa's and Kaldi's, see :mod:`arraymel.presets`) are named here too.
+    center, pad_mode, frame_step :
+        The framing the presets use (default: Keras's centred reflect padding, no frame step):
+        ``center=False`` frames from the first sample (Kaldi's ``snip_edges``), ``pad_mode="constant"``
+        pads with zeros (librosa 0.10+), ``frame_step="kaldi"`` removes each frame's mean and
+        pre-emphasises it (needs ``center=False``). :func:`arraymel.mel_spectrogram` does not take
+        them: use a :mod:`arraymel.presets` preset, or this class.
     workers : int, optional
         CPU threads of the NumPy path for every call (see :func:`arraymel.mel_spectrogram`);
         None (default) takes :func:`arraymel.get_workers` at each call. Kept in

@@ -305,6 +305,26 @@ def test_f6_status_shows_a_killed_run_as_interrupted_and_orphans_and_prune(tmp_p
     assert corpus_cli("status", out)[0] == 0
 
 
+def test_prune_interrupted_between_outputs_and_rows_leaves_nothing_that_a_later_prune_cannot_find(tmp_path, monkeypatch):
+    root, out = str(tmp_path / "in"), str(tmp_path / "out")
+    cd.write_good(root, {f"f{i}.wav": ("WAV", "PCM_16", 16000, 1, 0.2) for i in range(2)})
+    assert corpus_cli(root, out, *MEL_FLAGS, "-q")[0] == 0
+    os.unlink(os.path.join(root, "f1.wav"))
+
+    def crash(self, keys):  # the run stops between the two halves of the prune
+        raise OSError(errno.EIO, "Input/output error")
+
+    with monkeypatch.context() as m:
+        m.setattr(Manifest, "delete", crash)
+        assert threads_run(root, out, prune=True) != 0
+    assert "f1.wav" in rows(out) and not os.path.exists(os.path.join(out, "f1.wav.npy"))  # the row, not the output
+    rc, report, _ = corpus_cli("status", out)  # what is left is still visible, and the next prune finishes it
+    assert rc == 2 and "orphaned outputs (1;" in report and "\n    f1.wav" in report, report
+    assert corpus_cli(root, out, *MEL_FLAGS, "--prune", "-q")[0] == 0
+    assert "f1.wav" not in rows(out) and not os.path.exists(os.path.join(out, "f1.wav.npy"))
+    assert corpus_cli("status", out)[0] == 0
+
+
 def test_f6_a_directory_that_cannot_be_listed_gives_status_2_and_is_listed_by_status(tmp_path, monkeypatch):
     root, out = str(tmp_path / "in"), str(tmp_path / "out")
     cd.write_good(root, {"a.wav": ("WAV", "PCM_16", 16000, 1, 0.2), "locked/b.wav": ("WAV", "PCM_16", 16000, 1, 0.2)})

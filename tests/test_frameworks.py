@@ -284,6 +284,19 @@ def test_torch_module_computes_like_the_function_and_moves_its_buffers():
     assert amt.MelSpectrogram.from_config(mel.get_config()).get_config() == mel.get_config()
 
 
+def test_torch_module_window_buffer_is_the_window_the_pipeline_applies():
+    import arraymel.torch as amt
+
+    hann400 = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(400) / 400)  # periodic (DFT-even)
+    centred, first = np.zeros(512), np.zeros(512)
+    centred[56:456], first[:400] = hann400, hann400  # SPEC step 4; without centring (Kaldi) the window comes first
+    for params, want in (({"sequence_length": 400}, centred), ({"sequence_length": 400, "center": False}, first),
+                         ({"window": None}, np.ones(512))):
+        mel = amt.MelSpectrogram(num_mel_bins=40, fft_length=512, **params)
+        np.testing.assert_allclose(mel.window.numpy(), want, atol=1e-7, err_msg=str(params))
+
+
+
 DATALOADER_SCRIPT = """
 import pickle, numpy as np, torch, arraymel.torch as amt
 from torch.utils.data import DataLoader

@@ -232,6 +232,9 @@ def test_get_and_errors():
         arraymel.MelConfig.create(pad_mode="edge")
     with pytest.raises(ValueError, match="frame_step='htk'"):
         arraymel.MelConfig.create(frame_step="htk")
+    # the step works on the frame's first sequence_length samples: with centring the window is elsewhere
+    with pytest.raises(ValueError, match=r"frame_step='kaldi' with center=True is not allowed.*center=False"):
+        arraymel.MelSpectrogram(frame_step="kaldi", sequence_length=400, fft_length=512, window=None)
     assert "whisper(n_mels=80" in repr(presets.whisper())
     with pytest.raises(ValueError, match=r"arraymel.presets.librosa: num_mel_bins=0 .* \(n_mels -> num_mel_bins\)"):
         presets.librosa(n_mels=0)

@@ -62,6 +62,18 @@ def test_corpus_preset_errors(audio_dir, tmp_path):
     rc, _, err = corpus_cli(str(audio_dir), str(tmp_path / "o3"), "--preset", "whisper", "--preset-options",
                             '{"n_mels": 64}', "-q")
     assert rc == 1 and "n_mels=64" in err
+    rc, _, err = corpus_cli(str(audio_dir), str(tmp_path / "o4"), "--preset", "whisper", "--preset-options",
+                            '{"pad_or_trim": true}', "-q")
+    assert rc == 1 and "pad_or_trim=true is not supported" in err  # every file would be 30 s: refused up front
+
+
+def test_corpus_preset_resume_takes_spelled_out_defaults_as_the_same_run(audio_dir, tmp_path):
+    out = str(tmp_path / "out")
+    assert corpus_cli(str(audio_dir), out, "--preset", "whisper", "--device", "cpu", "-q")[0] == 0
+    rc, summary, err = corpus_cli(str(audio_dir), out, "--preset", "whisper", "--preset-options",
+                                  '{"n_mels": 80, "pad_or_trim": false}', "--device", "cpu")
+    assert rc == 0, err  # the preset's resolved options name the run, not their spelling
+    assert f"skipped {len(LENGTHS)} files already done" in summary and "computed 0 files" in summary, summary
 
 
 @pytest.fixture(scope="module")

@@ -180,3 +180,32 @@ def test_a_failing_block_raises_after_every_worker_stopped():
     with pytest.raises(RuntimeError, match="block 3"):
         _workers.run_parallel(work, range(8), 2)
     assert 3 not in done and threading.active_count() >= 1
+
+
+def test_a_child_forked_during_a_call_gets_its_blas_threads_back():
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    before = {i["filepath"]: i["num_threads"] for i in threadpoolctl.threadpool_info()}
+    if not before or max(before.values()) < 2:
+        pytest.skip("no multi-threaded BLAS here")
+    held, release = threading.Event(), threading.Event()
+
+    def call_in_progress():
+        with _workers.blas_single_threaded():  # what another thread's call holds while the fork happens
+            held.set()
+            release.wait()
+
+    t = threading.Thread(target=call_in_progress)
+    t.start()
+    held.wait()
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: no arraymel call is running here, so BLAS has its own setting again
+        info = {i["filepath"]: i["num_threads"] for i in threadpoolctl.threadpool_info()}
+        os.write(w, b"1" if info == before else b"0")
+        os._exit(0)
+    os.close(w)
+    got = os.read(r, 1)
+    os.waitpid(pid, 0)
+    release.set()
+    t.join()
+    assert got == b"1"

@@ -69,7 +69,9 @@ class NumpyState:
         # The largest |X| that cannot overflow: |X| ** max(mag_exp, 2), summed over every bin, stays finite.
         win_sum = float(np.abs(win).sum()) if win is not None else float(cfg.fft_length)
         log_max = math.log(float(np.finfo(self.dtype).max) / (4.0 * cfg.n_bins))
-        self.max_safe_sample = math.exp(log_max / max(cfg.mag_exp, 2.0)) / max(win_sum, 1e-300)
+        # Kaldi's frame step (mean removal, then pre-emphasis) can grow a sample up to (1 + 0.97) * 2 times
+        step_gain = 4.0 if cfg.frame_step is not None else 1.0
+        self.max_safe_sample = math.exp(log_max / max(cfg.mag_exp, 2.0)) / max(win_sum * step_gain, 1e-300)
         self._local = threading.local()
         rfft_impl()  # SciPy's libraries load now, before a call holds the BLAS pools to one thread
 

@@ -28,6 +28,8 @@ import threading
 from concurrent.futures import Future
 from typing import Any, Callable, Iterable, Iterator
 
+import numpy as np
+
 ENV = "ARRAYMEL_NUM_THREADS"
 
 _DEFAULT: contextvars.ContextVar[int | None] = contextvars.ContextVar("arraymel_workers", default=None)
@@ -46,14 +48,8 @@ def thread_count(value: Any, name: str = "workers") -> int:
     cpus = cpu_count()
     allowed = (f"None (the default), an int >= 1, or a negative int counting back from the {cpus} CPUs "
                f"available (-1: all of them, down to -{cpus})")
-    if isinstance(value, bool) or not isinstance(value, int):
-        try:
-            import numpy as np
-
-            if isinstance(value, np.integer):
-                value = int(value)
-        except ImportError:  # pragma: no cover
-            pass
+    if isinstance(value, np.integer):
+        value = int(value)
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"{name}={value!r} is not allowed: {name} must be {allowed}.")
     n = value if value > 0 else cpus + 1 + value
@@ -147,6 +143,13 @@ def _forget_helpers_in_child() -> None:
     inherited from it would take work and never run it. The child starts its own on first need."""
     global _HELPERS, _HELPERS_LOCK, _LIMIT_LOCK, _LIMIT_DEPTH, _LIMITER
     _HELPERS, _HELPERS_LOCK = [], threading.Lock()
+    # forked while a call of another thread held BLAS to one thread: the child has no such call, so it gets its
+    # BLAS threads back (the limiter remembers the original setting)
+    if _LIMITER is not None:
+        try:
+            _LIMITER.restore_original_limits()
+        except Exception:  # noqa: BLE001 - a child must start even if a BLAS library cannot be reset
+            pass
     # a lock held by another thread of the parent would never be released in the child
     _LIMIT_LOCK, _LIMIT_DEPTH, _LIMITER = threading.Lock(), 0, None
 

@@ -391,11 +391,12 @@ def _engine(opts: RunOptions, settings: CorpusSettings, out_root: str, writer: W
 
 
 def _prune(manifest: Manifest, writer: Writer, keys: list[str]) -> int:
-    """Remove the outputs and rows of sources that are gone (``--prune``): rows first, so that a crash in
-    between leaves outputs without rows (removed by the next --prune), never rows without outputs."""
-    manifest.delete(keys)
+    """Remove the outputs and rows of sources that are gone (``--prune``): outputs first, so that a crash in
+    between leaves rows whose source is gone (found again by the next --prune, whose removal of an output
+    that is already gone is a no-op), never outputs without a row, which nothing would find."""
     for k in keys:
         writer.remove(k)
+    manifest.delete(keys)
     return len(keys)
 
 

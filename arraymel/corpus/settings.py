@@ -137,6 +137,11 @@ class CorpusSettings:
                 preset = arraymel.presets.get(kwargs["preset"], **(kwargs.get("preset_options") or {}))
             except (TypeError, ValueError) as e:
                 raise SettingsError(f"--preset {kwargs['preset']}: {e}") from None
+            if preset.options.get("pad_or_trim"):
+                raise SettingsError(f"--preset {kwargs['preset']} with pad_or_trim=true is not supported by arraymel "
+                                    "corpus: it makes every file 30 s long, and the corpus computes each file at its "
+                                    "own length; leave pad_or_trim out (the features of a file shorter than 30 s are "
+                                    "then its own frames, without the zero tail).")
             mel_params = {**preset.config.given, "top_db_scope": "example"}
         params = dict(mel_params)
         scope = params.get("top_db_scope", "example")
@@ -204,7 +209,8 @@ class CorpusSettings:
             "format": FORMAT_VERSION,
             "mel": canonical_mel(self.mel),
             # only with a preset, so that the manifests written before presets existed still match
-            **({"preset": {"name": self.preset, "options": self.preset_options or {}}} if self.preset else {}),
+            # the options as the preset resolved them: spelling out a default changes nothing
+            **({"preset": {"name": self.preset, "options": self.preset_obj.options}} if self.preset else {}),
             "out_dtype": self.out_dtype,
             "channels": self.channels,
             "resample": {"enabled": bool(self.resample), "engine": "soxr", "quality": RESAMPLE_QUALITY},

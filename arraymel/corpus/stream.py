@@ -174,7 +174,9 @@ def stream_file(opened: Opened, settings: CorpusSettings, writer: Writer, mel: C
             raise DecodeFailure(f"too short: {n / sr:.6g} s < --min-seconds {settings.min_seconds:g}", **meta)
         put(framer.finish())
         check_unchanged(source.path, opened.st0, meta)
-        assert frames_done == cfg.n_frames(framer.received)
+        if frames_done != cfg.n_frames(framer.received):  # an internal error: never write a short output
+            raise RuntimeError(f"streamed {frames_done} frames of {printable(source.key)}, expected "
+                               f"{cfg.n_frames(framer.received)} for {framer.received} samples")
 
         out_dtype = np.dtype(settings.out_dtype)
         shape = (cfg.num_mel_bins, frames_done) if settings.channels != "all" else (rows, cfg.num_mel_bins, frames_done)
