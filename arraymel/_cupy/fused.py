@@ -207,7 +207,7 @@ class FusedEngine(Engine):
         if n < 1:
             raise ValueError(f"x has {n} samples: a mel spectrogram needs at least one")
         B = math.prod(batch_shape)
-        frames = 1 + (n + 2 * p.pad - p.n_fft) // p.hop
+        frames = p.frames(n)
         out = self.ops.empty((B, p.n_mels, frames), p.dtype_name)
         log = RetryLog([0], [])
         if B == 0:

@@ -90,10 +90,16 @@ def canonical_mel(cfg: MelConfig) -> dict[str, Any]:
         "ref_power": float(cfg.ref_power),
         "top_db_scope": cfg.top_db_scope,
         "dtype": cfg.dtype or "float32",
-        # only when not the default, so that the manifests written before they existed still match
-        **({"filterbank": cfg.filterbank} if cfg.filterbank != "exact" else {}),
-        **{k: getattr(cfg, k) for k in ("center", "pad_mode", "frame_step") if getattr(cfg, k) != EXTENSION_DEFAULTS[k]},
+        # the other extensions only when not the default, so that the manifests written before they existed
+        # still match (and an extension added later is hashed without a change here)
+        **_changed_extensions(cfg),
     }
+
+
+def _changed_extensions(cfg: MelConfig) -> dict[str, Any]:
+    """The extensions beyond ``top_db_scope`` and ``dtype`` (always written) that differ from their default."""
+    return {k: getattr(cfg, k) for k, default in EXTENSION_DEFAULTS.items()
+            if k not in ("top_db_scope", "dtype") and getattr(cfg, k) != default}
 
 
 def canonical_json(obj: Any) -> str:
@@ -198,9 +204,7 @@ class CorpusSettings:
         out = cfg.keras_config()
         out["top_db_scope"] = cfg.top_db_scope
         out["dtype"] = cfg.dtype
-        for k in ("filterbank", "center", "pad_mode", "frame_step"):
-            if getattr(cfg, k) != EXTENSION_DEFAULTS[k]:
-                out[k] = getattr(cfg, k)
+        out.update(_changed_extensions(cfg))
         return out
 
     def canonical(self) -> dict[str, Any]:
