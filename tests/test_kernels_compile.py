@@ -40,8 +40,16 @@ def _nvcc() -> str | None:
 NVCC = _nvcc()
 
 
+def nvcc_unit(source: str, expressions: list[str]) -> str:
+    """``source`` plus a host table of kernel addresses, which makes ``nvcc`` instantiate each one (NVRTC uses
+    the name expressions instead)."""
+    table = ",\n    ".join(f"(const void*)&{e}" for e in expressions)
+    return source + f"\n// instantiations (nvcc only)\nconst void* am_instantiated[] = {{\n    {table}\n}};\n"
+
+
 #: The translation units: the cuFFT path's kernels and the fused kernels.
-UNITS = {"kernels": kernels.nvcc_translation_unit, "fused": fused_kernels.nvcc_fused_translation_unit}
+UNITS = {"kernels": lambda: nvcc_unit(kernels.SOURCE, kernels.all_name_expressions()),
+         "fused": lambda: nvcc_unit(fused_kernels.FUSED_SOURCE, fused_kernels.all_fused_name_expressions())}
 
 
 def _build_all(d: Path) -> dict:

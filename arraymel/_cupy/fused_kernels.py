@@ -255,12 +255,5 @@ def all_fused_name_expressions() -> list[str]:
     return [e for dt in COMPUTE_CTYPES for it in INPUT_CTYPES for e in fused_name_expressions(dt, it)]
 
 
-def nvcc_fused_translation_unit(expressions: list[str] | None = None) -> str:
-    """:data:`FUSED_SOURCE` plus a host table of kernel addresses, which makes ``nvcc`` instantiate each one."""
-    exprs = all_fused_name_expressions() if expressions is None else list(expressions)
-    table = ",\n    ".join(f"(const void*)&{e}" for e in exprs)
-    return FUSED_SOURCE + f"\n// instantiations (nvcc only)\nconst void* am_fused_instantiated[] = {{\n    {table}\n}};\n"
-
-
 #: Compiled fused kernels, one NVRTC module per (device, compute dtype, input dtype).
 FUSED_KERNEL_CACHE = KernelCache(FUSED_SOURCE, FUSED_KERNELS, fused_name_expression, fused_name_expressions)

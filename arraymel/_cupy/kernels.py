@@ -495,13 +495,6 @@ def all_name_expressions() -> list[str]:
     return out
 
 
-def nvcc_translation_unit(expressions: list[str] | None = None) -> str:
-    """:data:`SOURCE` plus a host table of kernel addresses, which makes ``nvcc`` instantiate each one."""
-    exprs = all_name_expressions() if expressions is None else list(expressions)
-    table = ",\n    ".join(f"(const void*)&{e}" for e in exprs)
-    return SOURCE + f"\n// instantiations (nvcc only; NVRTC uses name expressions)\nconst void* am_instantiated[] = {{\n    {table}\n}};\n"
-
-
 def parse_signatures(source: str = SOURCE) -> dict[str, tuple[tuple[str, str], ...]]:
     """``{kernel: ((C type, name), ...)}`` read from the ``__global__`` definitions of ``source``.
 
