@@ -13,7 +13,8 @@ the (small) output. How a clip is cut depends on its length only, so its numbers
 the batch or on the thread count.
 
 Blocks run on ``workers`` threads (:mod:`arraymel._numpy.workers`); the FFT, the element-wise
-passes and BLAS release the GIL, and BLAS is held to one thread meanwhile.
+passes and BLAS release the GIL, and BLAS is held to one thread meanwhile. A small call (under
+:data:`MIN_PARALLEL_FRAME_SAMPLES`) runs on the calling thread alone.
 
 Non-finite values: the banded product skips the filterbank's zeros, so ``0 * NaN`` or ``0 * inf``
 would never be computed. The input's extremes are read first (two reductions over the input,
@@ -47,6 +48,13 @@ from arraymel.core.windows import config_window
 #: Target bytes of one block's frame buffer (256 frames of 2048 in float32). Smaller blocks fit L2
 #: better but each costs Python and BLAS-call overhead; 0.125 to 8 MiB measured, 2 MiB best here.
 BLOCK_BYTES = 2 * 1024 * 1024
+
+#: A call with fewer frame samples (frames x fft_length) than this runs on the calling thread alone, whatever
+#: ``workers`` says: about 2 ms of one core here (one 10 s clip with Keras defaults is 0.64 M). Waking the pool
+#: costs a hand-off, and while another library's BLAS threads still spin after its call (librosa's and Keras's
+#: mel products leave one spinning about 0.1 s), the woken thread waits for a core: one 10 s clip took 1.65 ms
+#: on one thread and 1.85 ms on two right after librosa, 2.1 and 5.6 ms in a busier minute (measured).
+MIN_PARALLEL_FRAME_SAMPLES = 1 << 20
 
 
 class NumpyState:
@@ -243,6 +251,8 @@ class NumpyState:
         out = empty_aligned((x2.shape[0], cfg.num_mel_bins, n_frames), self.dtype)  # JAX adopts it without a copy
         dense = self.needs_dense(x2)
         units = self._blocks(x2.shape[0], n_frames, max_memory)
+        if x2.shape[0] * n_frames * cfg.fft_length < MIN_PARALLEL_FRAME_SAMPLES:
+            n_workers = 1  # a small call: not worth waking the pool (see MIN_PARALLEL_FRAME_SAMPLES)
 
         def work(unit: tuple) -> None:
             # non-finite input: inf - inf, 0 * inf and overflow are expected, and give Keras's NaN silently
