@@ -39,11 +39,11 @@ class BlockSpy:
         self.blas_threads: set[int] = set()
         real = pipeline.NumpyState._mel
 
-        def spy(state, *args):
+        def spy(state, p, o, dense):
             self.threads.add(threading.get_ident())
             self.native.add(threading.get_native_id())
             self.blas_threads.update(lib["num_threads"] for lib in blas.info())
-            return real(state, *args)
+            return real(state, p, o, dense)
 
         monkeypatch.setattr(pipeline.NumpyState, "_mel", spy)
 
