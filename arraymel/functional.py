@@ -201,7 +201,8 @@ def mel_spectrogram(
         CPU threads of the NumPy path (as ``scipy.fft``'s ``workers``): ``1`` computes on the
         calling thread, ``-1`` on every CPU available; None takes :func:`arraymel.get_workers`
         (set with :func:`arraymel.set_workers` or ``ARRAYMEL_NUM_THREADS``; default all CPUs).
-        BLAS is held to one thread meanwhile. Other paths ignore it.
+        A small call (under about a million frame samples, e.g. one 10 s clip) computes on the
+        calling thread alone. BLAS is held to one thread meanwhile. Other paths ignore it.
 
     Returns
     -------

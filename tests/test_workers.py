@@ -90,6 +90,21 @@ def test_inside_a_call_blas_has_one_thread_and_exactly_workers_threads_compute(m
     assert sum(others.values()) < 2.0, f"threads other than arraymel's two workers used CPU (ms): {others}"
 
 
+def test_a_small_call_computes_on_the_calling_thread_alone(monkeypatch):
+    """One 10 s clip (two tiles with Keras defaults) is under pipeline.MIN_PARALLEL_FRAME_SAMPLES: however many
+    workers are asked for, it does not wake the pool; three clips do, and give the same bytes either way."""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    spy = BlockSpy(monkeypatch, threadpoolctl.ThreadpoolController().select(user_api="blas"))
+    one = X[:1]
+    assert one.shape[1] // 512 * 2048 < pipeline.MIN_PARALLEL_FRAME_SAMPLES <= X.shape[0] * (X.shape[1] // 512) * 2048
+    out = arraymel.mel_spectrogram(one, workers=2, top_db=None)
+    assert spy.threads == {threading.get_ident()}
+    spy.clear()
+    batch = arraymel.mel_spectrogram(X, workers=2, top_db=None)
+    assert len(spy.threads) == 2
+    np.testing.assert_array_equal(batch[:1], out)
+
+
 def test_workers_argument_on_the_function_the_class_and_in_scope(monkeypatch):
     seen = []
     real = pipeline.NumpyState.__call__

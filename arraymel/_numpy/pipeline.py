@@ -6,14 +6,14 @@ shorter than half a block, a group of whole clips (their centred signals gathere
 frames), so that 10,000 clips of 400 samples are some forty blocks, not 10,000. Each block is
 multiplied by the window into a per-thread buffer (casting integer or float64 input on the way),
 transformed in the compute dtype (``scipy.fft``: float32 for float32 input, well inside SPEC.md's
-tolerance bands), squared and reduced to mel bands in cache (with ``mag_exp=2`` the banded
-product reads the squared real and imaginary parts in place, each with its bin's weight), and
-written into the output ``(batch, mels, frames)`` in place; ``top_db`` needs one more pass over
+tolerance bands), raised to ``|X| ** mag_exp`` and reduced to mel bands in cache, and written into
+the output ``(batch, mels, frames)`` in place; ``top_db`` needs one more pass over
 the (small) output. How a clip is cut depends on its length only, so its numbers never depend on
 the batch or on the thread count.
 
 Blocks run on ``workers`` threads (:mod:`arraymel._numpy.workers`); the FFT, the element-wise
-passes and BLAS release the GIL, and BLAS is held to one thread meanwhile.
+passes and BLAS release the GIL, and BLAS is held to one thread meanwhile. A small call (under
+:data:`MIN_PARALLEL_FRAME_SAMPLES`) runs on the calling thread alone.
 
 Non-finite values: the banded product skips the filterbank's zeros, so ``0 * NaN`` or ``0 * inf``
 would never be computed. The input's extremes are read first (two reductions over the input,
@@ -48,6 +48,13 @@ from arraymel.core.windows import config_window
 #: better but each costs Python and BLAS-call overhead; 0.125 to 8 MiB measured, 2 MiB best here.
 BLOCK_BYTES = 2 * 1024 * 1024
 
+#: A call with fewer frame samples (frames x fft_length) than this runs on the calling thread alone, whatever
+#: ``workers`` says: about 2 ms of one core here (one 10 s clip with Keras defaults is 0.64 M). Waking the pool
+#: costs a hand-off, and while another library's BLAS threads still spin after its call (librosa's and Keras's
+#: mel products leave one spinning about 0.1 s), the woken thread waits for a core: one 10 s clip took 1.65 ms
+#: on one thread and 1.85 ms on two right after librosa, 2.1 and 5.6 ms in a busier minute (measured).
+MIN_PARALLEL_FRAME_SAMPLES = 1 << 20
+
 
 class NumpyState:
     """Constants and buffers of the NumPy path for one (config, dtype)."""
@@ -57,11 +64,7 @@ class NumpyState:
         self.dtype = np.dtype(dtype_name)
         win = config_window(cfg)
         self.window = None if win is None else win.astype(self.dtype)
-        fb = config_filterbank(cfg)
-        # mag_exp == 2: the product reads the squared real and imaginary parts as they lie, interleaved,
-        # each pair with its bin's weight, so that re^2 + im^2 is summed inside the product (one pass less)
-        self.interleaved = cfg.mag_exp == 2.0
-        self.filterbank = np.repeat(fb, 2, axis=0) if self.interleaved else fb
+        self.filterbank = config_filterbank(cfg)  # (bins, mels)
         self.banded = banded(self.filterbank, self.dtype)
         self._dense_t: np.ndarray | None = None  # (mels, bins): built on the first non-finite input
         self.block = max(8, min(1024, BLOCK_BYTES // (cfg.fft_length * self.dtype.itemsize)))
@@ -82,12 +85,12 @@ class NumpyState:
         return self._dense_t
 
     # ------------------------------------------------------------------ buffers
-    def _buffers(self) -> tuple[np.ndarray, Any]:
-        """Per thread: frames ``(block, fft)``, power ``(block, bins)`` (None when interleaved)."""
+    def _buffers(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per thread: frames ``(block, fft)``, power ``(block, bins)``."""
         loc = self._local
         if getattr(loc, "frames", None) is None:
             loc.frames = np.empty((self.block, self.cfg.fft_length), dtype=self.dtype)
-            loc.power = None if self.interleaved else np.empty((self.block, self.cfg.n_bins), dtype=self.dtype)
+            loc.power = np.empty((self.block, self.cfg.n_bins), dtype=self.dtype)
         return loc.frames, loc.power
 
     # ------------------------------------------------------------------ frames of one block
@@ -139,25 +142,24 @@ class NumpyState:
     # ------------------------------------------------------------------ one block
     def _power(self, T: int, dense: bool) -> np.ndarray:
         """``|rfft(frame)| ** mag_exp`` of the first ``T`` windowed frames in the buffer, over the bins the
-        mel product reads: ``(T, bins)`` (``(T, 2 * bins)``, the squares of the real and imaginary
-        parts, when ``self.interleaved``)."""
-        cfg, bf = self.cfg, self.banded
+        mel product reads: ``(T, bins)``.
+
+        ``|X|`` in one pass (NumPy's vectorised complex absolute value), then its power in place. Letting
+        the product read the squared real and imaginary parts where they lie (interleaved, each with its
+        bin's weight) saved a pass but doubled the product's width: 1.02x (16 x 10 s) to 1.23x (10,000
+        clips of 3 frames) slower than this (measured). Non-finite input: where ``re^2 + im^2`` would be
+        NaN, ``|X|`` may be inf, but the dense product then gives NaN in every band of that frame either way.
+        """
+        cfg = self.cfg
         fbuf, pbuf = self._buffers()
-        lo, hi = (0, self.filterbank.shape[0]) if dense else (bf.bin_lo, bf.bin_hi)
         spec = rfft_impl()[1](fbuf[:T])
-        if self.interleaved:  # the product adds re^2 and im^2 (see __init__)
-            v = spec.view(self.dtype)[:, lo:hi]
-            np.multiply(v, v, out=v)
-            return v
-        # |X|^2 = re^2 + im^2: square the interleaved floats in place, then add the pairs
-        v = spec[:, lo:hi].view(self.dtype)
-        np.multiply(v, v, out=v)
+        lo, hi = (0, self.filterbank.shape[0]) if dense else (self.banded.bin_lo, self.banded.bin_hi)
         p = pbuf[:T, : hi - lo]
-        np.add(v[:, 0::2], v[:, 1::2], out=p)
-        if cfg.mag_exp == 1.0:
-            np.sqrt(p, out=p)
-        elif cfg.mag_exp != 2.0:
-            np.power(p, cfg.mag_exp / 2.0, out=p)
+        np.abs(spec[:, lo:hi], out=p)
+        if cfg.mag_exp == 2.0:
+            np.multiply(p, p, out=p)
+        elif cfg.mag_exp != 1.0:
+            np.power(p, cfg.mag_exp, out=p)
         return p
 
     def _mel(self, p: np.ndarray, o: np.ndarray, dense: bool) -> None:
@@ -230,6 +232,8 @@ class NumpyState:
         out = empty_aligned((x2.shape[0], cfg.num_mel_bins, n_frames), self.dtype)  # JAX adopts it without a copy
         dense = self.needs_dense(x2)
         units = self._blocks(x2.shape[0], n_frames, max_memory)
+        if x2.shape[0] * n_frames * cfg.fft_length < MIN_PARALLEL_FRAME_SAMPLES:
+            n_workers = 1  # a small call: not worth waking the pool (see MIN_PARALLEL_FRAME_SAMPLES)
 
         def work(unit: tuple) -> None:
             # non-finite input: inf - inf, 0 * inf and overflow are expected, and give Keras's NaN silently

@@ -6,7 +6,8 @@ available (``-1``: all of them); :func:`set_workers` is a context manager that s
 for the calling thread; :func:`get_workers` reads it. Outside any :func:`set_workers` block the
 default is ``ARRAYMEL_NUM_THREADS`` when set, else every CPU in this process's affinity mask.
 
-``workers=1`` computes on the calling thread. ``workers=n > 1`` computes on exactly ``n`` threads:
+``workers=1`` computes on the calling thread. ``workers=n > 1`` computes on exactly ``n`` threads
+(fewer when there are fewer blocks; one for a small call: see ``arraymel._numpy.pipeline``):
 the calling thread and ``n - 1`` threads of one shared pool. Calls from different threads share
 the pool's threads (a pool thread serves one call at a time), so concurrent calls add at most
 their own calling threads.
