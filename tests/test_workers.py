@@ -197,6 +197,7 @@ def test_a_failing_block_raises_after_every_worker_stopped():
     assert 3 not in done and threading.active_count() >= 1
 
 
+@pytest.mark.filterwarnings("ignore:os.fork:RuntimeWarning")  # the child only reads BLAS settings and exits
 def test_a_child_forked_during_a_call_gets_its_blas_threads_back():
     threadpoolctl = pytest.importorskip("threadpoolctl")
     before = {i["filepath"]: i["num_threads"] for i in threadpoolctl.threadpool_info()}
