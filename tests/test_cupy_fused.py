@@ -41,7 +41,7 @@ from arraymel._cupy.kernels import COMPUTE_CTYPES, INPUT_CTYPES, pack_args
 from fused_model import power_rows, stockham, unpack_radices
 from test_cupy_emulated import GRID, _signal
 from test_cupy_fake import fake_pipeline  # noqa: F401 - the fixture (a NumPy stand-in for CuPy)
-from test_cupy_scale import frame_oracle, sampled_signal
+from test_cupy_scale import frame_oracle, sampled_signal, scale_setup
 from test_parity_oracle import CASE_NAMES, CASES, input_as, oracle_output
 
 #: The sizes the issue asks for, and two more that need radix 3 and a lone radix 5.
@@ -414,14 +414,10 @@ class FusedScaleOps(ScaleOps):
 
 
 def run_fused_scale(batch: int, samples: int, in_dtype: str, params: dict):
-    rng = np.random.default_rng(batch + samples)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        mp = mel_params(MelConfig.create(**params), "float32")
     ops = FusedScaleOps(seed=1)
-    eng = FusedEngine(mp, ops, Constants(**{k: ops.to_device(v) if isinstance(v, np.ndarray) else v
-                                            for k, v in consts_host(mp).items()}), ops.to_device(twiddles_host(mp)))
-    frames = 1 + samples // mp.hop
+    rng, mp, consts = scale_setup(batch, samples, params, ops)
+    eng = FusedEngine(mp, ops, consts, ops.to_device(twiddles_host(mp)))
+    frames = mp.frames(samples)
     rows = sorted({0, batch - 1, int(rng.integers(0, batch))})
     fs = sorted({0, 1, frames - 2, frames - 1, *(int(v) for v in rng.integers(0, frames, 3))})
     x = sampled_signal(ops, (batch, samples), in_dtype, rows, fs, params, rng)

@@ -60,14 +60,20 @@ def frame_oracle(row: np.ndarray, f: int, params: dict) -> np.ndarray:
     return mel[:, f - s // hop]
 
 
-def run_scale(batch: int, samples: int, in_dtype: str, params: dict, budget: int, path: str | None = None):
+def scale_setup(batch: int, samples: int, params: dict, ops) -> tuple:
+    """The seeded generator, the float32 kernel parameters and their constants on ``ops``'s device."""
     rng = np.random.default_rng(batch + samples)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         mp = mel_params(MelConfig.create(**params), "float32")
+    consts = Constants(**{k: ops.to_device(v) if isinstance(v, np.ndarray) else v for k, v in consts_host(mp).items()})
+    return rng, mp, consts
+
+
+def run_scale(batch: int, samples: int, in_dtype: str, params: dict, budget: int, path: str | None = None):
     ops = ScaleOps(seed=1)
-    eng = Engine(mp, ops, Constants(**{k: ops.to_device(v) if isinstance(v, np.ndarray) else v
-                                       for k, v in consts_host(mp).items()}))
+    rng, mp, consts = scale_setup(batch, samples, params, ops)
+    eng = Engine(mp, ops, consts)
     plan = eng.plan(batch, samples, budget, path=path)
     frames = plan.problem.frames
     rows = sorted({0, batch - 1, int(rng.integers(0, batch))})
