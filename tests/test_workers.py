@@ -225,3 +225,128 @@ def test_a_child_forked_during_a_call_gets_its_blas_threads_back():
     release.set()
     t.join()
     assert got == b"1"
+
+
+# ---------------------------------------------------------------------- binding a call's threads to CPUs
+CAN_BIND = hasattr(os, "sched_setaffinity") and _workers.cpu_count() >= 2
+needs_binding = pytest.mark.skipif(not CAN_BIND, reason="needs Linux CPU affinity and at least 2 CPUs")
+
+
+class MaskSpy:
+    """Wraps ``NumpyState._mel`` (one call per block) to record each computing thread's CPU mask there."""
+
+    def __init__(self, monkeypatch):
+        self.masks: dict[int, set[frozenset]] = {}
+        real = pipeline.NumpyState._mel
+
+        def spy(state, p, o, dense):
+            self.masks.setdefault(threading.get_native_id(), set()).add(frozenset(os.sched_getaffinity(0)))
+            return real(state, p, o, dense)
+
+        monkeypatch.setattr(pipeline.NumpyState, "_mel", spy)
+
+
+@needs_binding
+def test_a_call_on_every_cpu_binds_each_thread_to_its_own_cpu_then_restores_every_mask(monkeypatch):
+    monkeypatch.delenv(_workers.PIN_ENV, raising=False)
+    full = frozenset(os.sched_getaffinity(0))
+    n = len(full)
+    expected = arraymel.mel_spectrogram(X, workers=1)
+    spy = MaskSpy(monkeypatch)
+    out = arraymel.mel_spectrogram(np.tile(X, (n, 1)), workers=n)
+    np.testing.assert_array_equal(out[: X.shape[0]], expected)  # binding moves threads, never numbers
+    assert len(spy.masks) == n, spy.masks
+    cpus = []
+    for tid, masks in spy.masks.items():
+        assert len(masks) == 1, (tid, masks)  # one CPU for the whole call
+        (mask,) = masks
+        assert len(mask) == 1 and mask <= full, mask
+        cpus.append(next(iter(mask)))
+    assert sorted(cpus) == sorted(full)  # each thread its own CPU
+    for tid in spy.masks:  # the caller and the pool threads get their masks back
+        assert frozenset(os.sched_getaffinity(tid)) == full, tid
+
+
+@needs_binding
+def test_no_binding_with_a_cpu_to_spare_more_threads_than_cpus_or_turned_off(monkeypatch):
+    full = frozenset(os.sched_getaffinity(0))
+    n = len(full)
+    assert _workers.cpus_to_bind(n) is not None
+    assert _workers.cpus_to_bind(n)[0] in full
+    monkeypatch.setattr(_workers.os, "sched_getaffinity", lambda pid: set(range(n + 1)))
+    assert _workers.cpus_to_bind(n) is None  # a CPU to spare: the OS may place the threads better
+    monkeypatch.undo()
+    assert _workers.cpus_to_bind(n + 1) is None  # oversubscribed on purpose: nothing to bind one-to-one
+    spy = MaskSpy(monkeypatch)
+    arraymel.mel_spectrogram(np.tile(X, (n, 1)), workers=n + 1)
+    assert all(masks == {full} for masks in spy.masks.values()), spy.masks
+    monkeypatch.setenv(_workers.PIN_ENV, "0")
+    spy.masks.clear()
+    arraymel.mel_spectrogram(np.tile(X, (n, 1)), workers=n)
+    assert len(spy.masks) == n and all(masks == {full} for masks in spy.masks.values()), spy.masks
+    monkeypatch.setenv(_workers.PIN_ENV, "sometimes")
+    with pytest.raises(ValueError, match="ARRAYMEL_PIN_THREADS='sometimes' is not allowed"):
+        arraymel.mel_spectrogram(np.tile(X, (n, 1)), workers=n)
+
+
+@needs_binding
+def test_a_call_while_another_is_in_flight_leaves_placement_to_the_os(monkeypatch):
+    """Two concurrent calls binding their calling threads could put both on one CPU: only a call alone binds."""
+    monkeypatch.delenv(_workers.PIN_ENV, raising=False)
+    full = frozenset(os.sched_getaffinity(0))
+    n = len(full)
+    held, release = threading.Event(), threading.Event()
+
+    def other_call_in_flight():
+        with _workers.blas_single_threaded() as alone:
+            assert alone
+            held.set()
+            release.wait()
+
+    t = threading.Thread(target=other_call_in_flight)
+    t.start()
+    held.wait()
+    try:
+        spy = MaskSpy(monkeypatch)
+        arraymel.mel_spectrogram(np.tile(X, (n, 1)), workers=n)
+    finally:
+        release.set()
+        t.join()
+    assert len(spy.masks) == n and all(masks == {full} for masks in spy.masks.values()), spy.masks
+
+
+@needs_binding
+def test_an_os_refusing_to_bind_changes_nothing_but_placement(monkeypatch):
+    monkeypatch.delenv(_workers.PIN_ENV, raising=False)
+    n = _workers.cpu_count()
+    expected = arraymel.mel_spectrogram(np.tile(X, (n, 1)), workers=1)
+
+    def refuse(pid, mask):
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(_workers.os, "sched_setaffinity", refuse)
+    np.testing.assert_array_equal(arraymel.mel_spectrogram(np.tile(X, (n, 1)), workers=n), expected)
+
+
+@needs_binding
+def test_pool_threads_started_by_a_binding_call_keep_the_full_mask():
+    """A new thread inherits its creator's mask: the pool must be started before the calling thread binds itself,
+    or its threads would stay on the caller's CPU for good. In a fresh process, so that the call starts the pool."""
+    import subprocess
+    import sys
+
+    code = (
+        "import os, threading, numpy as np, arraymel\n"
+        "from arraymel._numpy import workers as w\n"
+        "full = os.sched_getaffinity(0); n = len(full)\n"
+        "assert not w._HELPERS\n"
+        "arraymel.mel_spectrogram(np.ones((4 * n, 160000), np.float32), workers=n)\n"
+        "assert len(w._HELPERS) == n - 1\n"
+        "bad = [h.native_id for h in w._HELPERS if os.sched_getaffinity(h.native_id) != full]\n"
+        "assert os.sched_getaffinity(0) == full\n"
+        "print('bad', bad)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in (_workers.PIN_ENV, _workers.ENV)}
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "bad []", r.stdout
