@@ -29,7 +29,13 @@ def _workers() -> dict[str, Any]:
     scoped = w._DEFAULT.get()
     env = os.environ.get(w.ENV, "").strip()
     source = "set_workers()" if scoped is not None else (w.ENV if env else "CPUs available")
-    return {"default": w.get_workers(), "source": source, "cpus_available": w.cpu_count(), "env": env or None}
+    try:
+        bind = ("a call on every CPU binds each thread to its own CPU" if w.pin_threads_enabled()
+                else f"off ({w.PIN_ENV}=0)") if hasattr(os, "sched_setaffinity") else "not available here"
+    except ValueError as e:
+        bind = str(e)
+    return {"default": w.get_workers(), "source": source, "cpus_available": w.cpu_count(), "env": env or None,
+            "binding": bind}
 
 
 def _fft() -> dict[str, Any]:
@@ -116,7 +122,7 @@ def show_config(mode: str = "stdout") -> dict[str, Any] | None:
         f"arraymel {cfg['arraymel']} (python {cfg['python']}, numpy {cfg['numpy']}, "
         f"{cfg['machine']['system']} {cfg['machine']['machine']})",
         f"fft: {f['name']} {f['version'] or ''}".rstrip() + f", {f['threads']}",
-        f"workers: {w['default']} (from {w['source']}; {w['cpus_available']} CPUs available)",
+        f"workers: {w['default']} (from {w['source']}; {w['cpus_available']} CPUs available); binding: {w['binding']}",
         f"blas: {cfg['blas_in_calls']}",
     ]
     for b in cfg["blas"]:

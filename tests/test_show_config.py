@@ -50,3 +50,18 @@ def test_bench_names_its_threads_through_show_config(monkeypatch):
     info = devices.cpu_threads()
     assert info["arraymel"] == {"threads": 7, "fft": "some.fft"}
     assert info["pools"] == [{"api": "openblas", "library": "libx.so", "threads": 3}]
+
+
+def test_show_config_says_whether_a_call_binds_its_threads(monkeypatch):
+    import os
+
+    from arraymel._numpy import workers as _workers
+
+    monkeypatch.delenv(_workers.PIN_ENV, raising=False)
+    on = arraymel.show_config(mode="dicts")["workers"]["binding"]
+    monkeypatch.setenv(_workers.PIN_ENV, "0")
+    off = arraymel.show_config(mode="dicts")["workers"]["binding"]
+    if hasattr(os, "sched_setaffinity"):
+        assert on.startswith("a call on every CPU binds") and off == "off (ARRAYMEL_PIN_THREADS=0)"
+    else:
+        assert on == off == "not available here"
