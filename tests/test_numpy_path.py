@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import arraymel
+from arraymel._config import MelConfig
 from arraymel._numpy import pipeline
 from tests._helpers import assert_db_close, assert_power_close
 
@@ -228,7 +229,7 @@ def test_big_endian_input_keeps_its_dtype_natively():
         assert arraymel.mel_spectrogram(x.astype(">f4"), backend=backend).dtype == np.dtype(np.float32)
 
 
-@pytest.mark.parametrize("clips, samples", [(37, 400), (37, 1024), (37, 3000), (5, 200000)])
+@pytest.mark.parametrize("clips, samples", [(37, 400), (37, 1024), (37, 3000), (5, 200000), (8, 100000)])
 def test_a_clip_gives_the_same_bytes_alone_and_in_any_batch(clips, samples):
     """A clip's numbers depend on nothing but itself (arraymel corpus relies on it): short clips are grouped
     into blocks, long ones cut into tiles, and neither depends on the batch (nor on the thread count)."""
@@ -238,3 +239,21 @@ def test_a_clip_gives_the_same_bytes_alone_and_in_any_batch(clips, samples):
     for i in (0, clips // 2, clips - 1):
         np.testing.assert_array_equal(arraymel.mel_spectrogram(x[i], workers=1, **kw), batch[i])
     np.testing.assert_array_equal(arraymel.mel_spectrogram(x[1:4], **kw), batch[1:4])
+
+
+@pytest.mark.parametrize("kw", [{}, dict(fft_length=400, sequence_stride=160, num_mel_bins=80), dict(mag_exp=1.0)])
+@pytest.mark.parametrize("dense", [False, True])
+def test_fft_batches_change_no_number(kw, dense):
+    """A call with one block per thread transforms it in cache-sized FFT batches (pipeline.FFT_BATCH_BYTES):
+    whole clips when they are short, even slices of one clip when it is long. Either way every frame's power
+    is what the whole block gives, byte for byte."""
+    cfg = MelConfig.create(**kw)
+    state = pipeline.NumpyState(cfg, "float32")
+    assert state.fft_batch < state.block
+    x = _signal((12, 40000))
+    long = state._tile_frames(x[0], 0, state.block)[None]  # one block of one clip: sliced
+    short = state._clip_frames(x[:, :4000], cfg.n_frames(4000))  # short clips: grouped
+    for frames in (long, short):
+        whole = state._power(frames, dense, state.block).copy()
+        for batch in (state.fft_batch, 7, 1):
+            np.testing.assert_array_equal(state._power(frames, dense, batch), whole)
