@@ -51,16 +51,17 @@ from arraymel.core.windows import config_window
 BLOCK_BYTES = 2 * 1024 * 1024
 
 #: Target bytes of one FFT batch in a call with at most one block per thread: the batch's windowed
-#: frames and their spectrum, about half of a core's 1 MiB L2 (31 frames of 2048, 163 of 400).
-#: Windowing, transform and power then go batch by batch into the block's power rows, so that frames
-#: and spectra stay in cache, and the mel product reads the whole block. Such a call (one 10 s speech
-#: clip is one block) starts with cold caches after another library's work: 1.42-1.56 -> 1.10-1.14 ms
-#: for one 10 s clip with speech settings after a 64 MB sweep (measured). With more blocks than threads
+#: frames and their spectrum, about a core's 1 MiB L2 (63 frames of 2048, 326 of 400). Windowing,
+#: transform and power then go batch by batch into the block's power rows, so that frames and
+#: spectra stay in cache, and the mel product reads the whole block. Such a call (one 10 s speech
+#: clip is one block) starts with cold caches after another library's work: 1.42-1.56 -> 1.10-1.13 ms
+#: for one 10 s clip with speech settings after a 64 MB sweep (measured; 512 KiB batches gave the
+#: same, whole blocks of the new contiguous power rows 1.26-1.32 ms). With more blocks than threads
 #: the buffers stay warm from block to block and each batch costs more Python calls and GIL hand-offs:
-#: 16 x 10 s with Keras defaults took 13.8 ms in batches against 11.3 ms whole (2 threads), so blocks
-#: are transformed whole there. The FFT of a frame does not depend on the frames beside it (tested),
-#: so batching changes no number.
-FFT_BATCH_BYTES = 512 * 1024
+#: 16 x 10 s with Keras defaults took 13.8 ms in batches of 512 KiB against 11.3 ms whole (2 threads),
+#: so blocks are transformed whole there. The FFT of a frame does not depend on the frames beside it
+#: (tested), so batching changes no number.
+FFT_BATCH_BYTES = 1024 * 1024
 
 #: A call with fewer frame samples (frames x fft_length) than this runs on the calling thread alone, whatever
 #: ``workers`` says: about 2 ms of one core here (one 10 s clip with Keras defaults is 0.64 M). Waking the pool
