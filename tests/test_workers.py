@@ -228,8 +228,23 @@ def test_a_child_forked_during_a_call_gets_its_blas_threads_back():
 
 
 # ---------------------------------------------------------------------- binding a call's threads to CPUs
-CAN_BIND = hasattr(os, "sched_setaffinity") and _workers.cpu_count() >= 2
-needs_binding = pytest.mark.skipif(not CAN_BIND, reason="needs Linux CPU affinity and at least 2 CPUs")
+def _can_bind() -> bool:
+    """Linux, two CPUs or more, and an OS that lets a thread set its own mask (a sandbox may refuse)."""
+    if not hasattr(os, "sched_setaffinity") or _workers.cpu_count() < 2:
+        return False
+    try:
+        os.sched_setaffinity(0, os.sched_getaffinity(0))
+    except OSError:
+        return False
+    return True
+
+
+needs_binding = pytest.mark.skipif(not _can_bind(), reason="needs Linux CPU affinity that the OS lets a thread set, and 2 CPUs")
+
+
+def _batch_for(n: int) -> np.ndarray:
+    """The fewest 10 s clips (two blocks each) that keep n threads busy in a call too big to run on one thread."""
+    return np.tile(X[:1], (max(2, -(-n // 2)), 1))
 
 
 class MaskSpy:
@@ -237,10 +252,13 @@ class MaskSpy:
 
     def __init__(self, monkeypatch):
         self.masks: dict[int, set[frozenset]] = {}
+        self.caller_masks: set[frozenset] = set()
+        caller = threading.get_native_id()
         real = pipeline.NumpyState._mel
 
         def spy(state, p, o, dense):
             self.masks.setdefault(threading.get_native_id(), set()).add(frozenset(os.sched_getaffinity(0)))
+            self.caller_masks.add(frozenset(os.sched_getaffinity(caller)))
             return real(state, p, o, dense)
 
         monkeypatch.setattr(pipeline.NumpyState, "_mel", spy)
@@ -251,10 +269,13 @@ def test_a_call_on_every_cpu_binds_each_thread_to_its_own_cpu_then_restores_ever
     monkeypatch.delenv(_workers.PIN_ENV, raising=False)
     full = frozenset(os.sched_getaffinity(0))
     n = len(full)
-    expected = arraymel.mel_spectrogram(X, workers=1)
+    x = _batch_for(n)
+    expected = arraymel.mel_spectrogram(x, workers=1)
     spy = MaskSpy(monkeypatch)
-    out = arraymel.mel_spectrogram(np.tile(X, (n, 1)), workers=n)
-    np.testing.assert_array_equal(out[: X.shape[0]], expected)  # binding moves threads, never numbers
+    caller = threading.get_native_id()
+    out = arraymel.mel_spectrogram(x, workers=n)
+    np.testing.assert_array_equal(out, expected)  # binding moves threads, never numbers
+    assert caller not in spy.masks and spy.caller_masks == {full}  # the calling thread waits, its mask untouched
     assert len(spy.masks) == n, spy.masks
     cpus = []
     for tid, masks in spy.masks.items():
@@ -269,24 +290,28 @@ def test_a_call_on_every_cpu_binds_each_thread_to_its_own_cpu_then_restores_ever
 
 @needs_binding
 def test_no_binding_with_a_cpu_to_spare_more_threads_than_cpus_or_turned_off(monkeypatch):
+    monkeypatch.delenv(_workers.PIN_ENV, raising=False)
     full = frozenset(os.sched_getaffinity(0))
     n = len(full)
+    x = _batch_for(n + 1)
     assert _workers.cpus_to_bind(n) is not None
     assert _workers.cpus_to_bind(n)[0] in full
-    monkeypatch.setattr(_workers.os, "sched_getaffinity", lambda pid: set(range(n + 1)))
-    assert _workers.cpus_to_bind(n) is None  # a CPU to spare: the OS may place the threads better
-    monkeypatch.undo()
+    with monkeypatch.context() as m:
+        m.setattr(_workers.os, "sched_getaffinity", lambda pid: set(range(n + 1)))
+        assert _workers.cpus_to_bind(n) is None  # a CPU to spare: the OS may place the threads better
     assert _workers.cpus_to_bind(n + 1) is None  # oversubscribed on purpose: nothing to bind one-to-one
     spy = MaskSpy(monkeypatch)
-    arraymel.mel_spectrogram(np.tile(X, (n, 1)), workers=n + 1)
+    arraymel.mel_spectrogram(x, workers=n + 1)
+    assert threading.get_native_id() in spy.masks  # the calling thread computes, as without binding
     assert all(masks == {full} for masks in spy.masks.values()), spy.masks
     monkeypatch.setenv(_workers.PIN_ENV, "0")
     spy.masks.clear()
-    arraymel.mel_spectrogram(np.tile(X, (n, 1)), workers=n)
+    arraymel.mel_spectrogram(x, workers=n)
     assert len(spy.masks) == n and all(masks == {full} for masks in spy.masks.values()), spy.masks
     monkeypatch.setenv(_workers.PIN_ENV, "sometimes")
-    with pytest.raises(ValueError, match="ARRAYMEL_PIN_THREADS='sometimes' is not allowed"):
-        arraymel.mel_spectrogram(np.tile(X, (n, 1)), workers=n)
+    for workers in (1, n):  # refused on every call, not only on calls that would bind
+        with pytest.raises(ValueError, match="ARRAYMEL_PIN_THREADS='sometimes' is not allowed: it must be 1, true"):
+            arraymel.mel_spectrogram(X[0, :16000], workers=workers)
 
 
 @needs_binding
@@ -308,7 +333,7 @@ def test_a_call_while_another_is_in_flight_leaves_placement_to_the_os(monkeypatc
     held.wait()
     try:
         spy = MaskSpy(monkeypatch)
-        arraymel.mel_spectrogram(np.tile(X, (n, 1)), workers=n)
+        arraymel.mel_spectrogram(_batch_for(n), workers=n)
     finally:
         release.set()
         t.join()
@@ -319,19 +344,20 @@ def test_a_call_while_another_is_in_flight_leaves_placement_to_the_os(monkeypatc
 def test_an_os_refusing_to_bind_changes_nothing_but_placement(monkeypatch):
     monkeypatch.delenv(_workers.PIN_ENV, raising=False)
     n = _workers.cpu_count()
-    expected = arraymel.mel_spectrogram(np.tile(X, (n, 1)), workers=1)
+    x = _batch_for(n)
+    expected = arraymel.mel_spectrogram(x, workers=1)
 
     def refuse(pid, mask):
         raise PermissionError(1, "Operation not permitted")
 
     monkeypatch.setattr(_workers.os, "sched_setaffinity", refuse)
-    np.testing.assert_array_equal(arraymel.mel_spectrogram(np.tile(X, (n, 1)), workers=n), expected)
+    np.testing.assert_array_equal(arraymel.mel_spectrogram(x, workers=n), expected)
 
 
 @needs_binding
 def test_pool_threads_started_by_a_binding_call_keep_the_full_mask():
-    """A new thread inherits its creator's mask: the pool must be started before the calling thread binds itself,
-    or its threads would stay on the caller's CPU for good. In a fresh process, so that the call starts the pool."""
+    """A new thread inherits its creator's mask: a pool thread started by a bound thread would stay on one CPU for
+    good. In a fresh process, so that the binding call starts the pool."""
     import subprocess
     import sys
 
@@ -340,8 +366,8 @@ def test_pool_threads_started_by_a_binding_call_keep_the_full_mask():
         "from arraymel._numpy import workers as w\n"
         "full = os.sched_getaffinity(0); n = len(full)\n"
         "assert not w._HELPERS\n"
-        "arraymel.mel_spectrogram(np.ones((4 * n, 160000), np.float32), workers=n)\n"
-        "assert len(w._HELPERS) == n - 1\n"
+        "arraymel.mel_spectrogram(np.ones((max(2, -(-n // 2)), 160000), np.float32), workers=n)\n"
+        "assert len(w._HELPERS) == n\n"
         "bad = [h.native_id for h in w._HELPERS if os.sched_getaffinity(h.native_id) != full]\n"
         "assert os.sched_getaffinity(0) == full\n"
         "print('bad', bad)\n"

@@ -17,13 +17,14 @@ While arraymel computes, every BLAS and OpenMP pool of the process is held to on
 BLAS threads of their own. The limit is process-wide (BLAS libraries have no per-thread
 setting): it is taken when the first concurrent call starts and restored when the last ends.
 
-A call that computes on every CPU of the calling thread's affinity mask binds each of its threads
-to its own CPU for the call's duration (the calling thread to the CPU it is on), then gives every
-thread its mask back. Left to itself, Linux wakes a pool thread on its waker's CPU when no other
-CPU looks free: on a virtual machine whose other CPU is idle but halted, or while another
-library's BLAS threads spin there, both threads of a 2-CPU call then shared one CPU (22.5 ms for
-16 clips of 10 s, against 14.0 ms bound; measured). Only a call with no other arraymel call in
-flight binds; ``ARRAYMEL_PIN_THREADS=0`` turns it off.
+A call that computes on every CPU of the calling thread's affinity mask runs on ``workers`` pool
+threads, each bound to its own CPU for the call's duration, while the calling thread waits (its
+mask is never changed); the pool threads get their masks back after. Left to itself, Linux woke
+a pool thread on its waker's CPU when no other CPU looked free: on a virtual machine whose other
+CPU is idle but halted, the calling thread and the pool thread then shared one CPU for most of
+the call (16 clips of 10 s after a 0.15 s pause: 21.0 ms, against 13.1 ms bound; binding the pool
+thread alone, 20.3 ms, as the caller then moved to its CPU; measured). Only a call with no other
+arraymel call in flight binds; ``ARRAYMEL_PIN_THREADS=0`` turns it off.
 """
 
 from __future__ import annotations
@@ -114,7 +115,9 @@ def set_workers(workers: int) -> Iterator[None]:
 
 
 def resolve(workers: Any) -> int:
-    """The thread count for a call's ``workers`` argument (None: :func:`get_workers`)."""
+    """The thread count for a call's ``workers`` argument (None: :func:`get_workers`); a bad
+    ``ARRAYMEL_PIN_THREADS`` is refused here, on every call, not only on calls that would bind."""
+    pin_threads_enabled()
     return get_workers() if workers is None else thread_count(workers, "workers")
 
 
@@ -168,11 +171,12 @@ def run_parallel(work: Callable[[Any], None], items: Iterable[Any], workers: int
     """``work(item)`` for every item on exactly ``min(workers, len(items))`` threads; BLAS held to one thread.
 
     The calling thread is one of them: ``workers == 1`` (or a single item) runs there alone;
-    otherwise ``workers - 1`` pool threads join it. Each starts with one item, then takes the next
-    from a shared queue until none is left, so uneven items balance out. Concurrent calls share
-    the pool threads (a thread busy for one call serves the other next). A call on every CPU binds
-    its threads to one CPU each meanwhile (:func:`cpus_to_bind`). The first exception is raised
-    here once every thread has stopped.
+    otherwise ``workers - 1`` pool threads join it. A call on every CPU (:func:`cpus_to_bind`)
+    runs instead on ``workers`` pool threads bound one per CPU while the calling thread waits.
+    Each thread starts with one item, then takes the next from a shared queue until none is
+    left, so uneven items balance out. Concurrent calls share the pool threads (a thread busy
+    for one call serves the other next). The first exception is raised here once every thread
+    has stopped.
     """
     items = list(items)
     n = min(workers, len(items))
@@ -199,17 +203,22 @@ def run_parallel(work: Callable[[Any], None], items: Iterable[Any], workers: int
                     except queue.Empty:
                         return
 
-        helpers = _helpers(n - 1)  # started before the caller binds itself: a new thread inherits its creator's mask
         cpus = cpus_to_bind(n) if alone else None
+        # Bound, the call runs on n pool threads, one per CPU, while the calling thread waits: the caller's
+        # own mask is never touched (other code reads a process's mask from its main thread's, and a thread or
+        # child started from a bound thread would keep its single CPU for good).
+        helpers = _helpers(n - 1 if cpus is None else n)
+        first = items[1:n] if cpus is None else items[:n]
         futures = []
-        for i, (helper, item) in enumerate(zip(helpers, items[1:n]), start=1):
+        for i, (helper, item) in enumerate(zip(helpers, first)):
             futures.append(Future())
-            helper.inbox.put((functools.partial(drain, item, cpus[i] if cpus else None), futures[-1]))
+            helper.inbox.put((functools.partial(drain, item, None if cpus is None else cpus[i]), futures[-1]))
         error = None
-        try:
-            drain(items[0], cpus[0] if cpus else None)
-        except BaseException as e:
-            error = e
+        if cpus is None:
+            try:
+                drain(items[0], None)
+            except BaseException as e:
+                error = e
         for f in futures:  # wait for every thread before raising
             if f.exception() is not None and error is None:
                 error = f.exception()
@@ -225,8 +234,8 @@ def pin_threads_enabled() -> bool:
         return True
     if raw in ("0", "false", "off", "no"):
         return False
-    raise ValueError(f"{PIN_ENV}={raw!r} is not allowed: it must be 1 (bind a call's threads when it uses "
-                     "every CPU; the default) or 0 (never bind).")
+    raise ValueError(f"{PIN_ENV}={raw!r} is not allowed: it must be 1, true, on or yes (bind a call's threads "
+                     "when it uses every CPU; the default, as when unset) or 0, false, off or no (never bind).")
 
 
 @functools.lru_cache(maxsize=1)
@@ -247,8 +256,8 @@ def cpus_to_bind(n: int) -> list[int] | None:
     """One CPU for each of a call's ``n`` threads (the calling thread's first), or None to leave them to the OS.
 
     Only when the call uses every CPU of the calling thread's affinity mask: with a CPU to spare the
-    OS may well place a thread better than a fixed binding would. The calling thread keeps the CPU
-    it is on, so binding never moves it.
+    OS may well place a thread better than a fixed binding would. The first CPU is the one the calling
+    thread is on (where the C library says), which the calling thread leaves while it waits.
     """
     if n < 2 or not hasattr(os, "sched_setaffinity") or not pin_threads_enabled():
         return None
