@@ -257,3 +257,30 @@ def test_fft_batches_change_no_number(kw, dense):
         whole = state._power(frames, dense, state.block).copy()
         for batch in (state.fft_batch, 7, 1):
             np.testing.assert_array_equal(state._power(frames, dense, batch), whole)
+
+
+def test_a_users_scipy_fft_backend_does_not_reach_the_numpy_path():
+    """A scipy.fft backend set by the user (pyFFTW, mkl_fft) may round a frame by its batch: the NumPy path keeps
+    SciPy's own pocketfft, whose per-frame bytes are batch-independent (tested above). A backend that returns
+    zeros for every transform stands for any other."""
+    sfft = pytest.importorskip("scipy.fft")
+    x = _signal((3, 40000))
+    expected = arraymel.mel_spectrogram(x, top_db=None)
+
+    class Zeros:
+        __ua_domain__ = "numpy.scipy.fft"
+
+        @staticmethod
+        def __ua_function__(method, args, kwargs):
+            if method.__name__ != "rfft":
+                return NotImplemented
+            a = np.asarray(args[0])
+            return np.zeros(a.shape[:-1] + (a.shape[-1] // 2 + 1,), np.complex64)
+
+    sfft.set_global_backend(Zeros)
+    try:
+        assert not sfft.rfft(np.ones(8, np.float32)).any()  # the backend is in force here
+        got = arraymel.mel_spectrogram(x, top_db=None)
+    finally:
+        sfft.set_global_backend("scipy")
+    np.testing.assert_array_equal(got, expected)

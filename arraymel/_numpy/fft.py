@@ -1,5 +1,7 @@
 """The real FFT used by the NumPy path: ``scipy.fft`` when installed (faster for float32, no GIL),
-``numpy.fft`` otherwise. SciPy is imported on first use, never at ``import arraymel``."""
+``numpy.fft`` otherwise. SciPy is imported on first use, never at ``import arraymel``. A frame's
+transform does not depend on the frames transformed with it (tested), which a clip's batch
+independence relies on: so SciPy's own backend is used whatever ``scipy.fft`` backend is set."""
 
 from __future__ import annotations
 
@@ -18,7 +20,10 @@ def rfft_impl() -> tuple[str, Callable[[np.ndarray], np.ndarray]]:
         return "numpy.fft", _numpy_rfft
 
     def _scipy_rfft(frames: np.ndarray) -> np.ndarray:
-        return sfft.rfft(frames, axis=-1, overwrite_x=True, workers=1)
+        # SciPy's own pocketfft even where the user set another scipy.fft backend (pyFFTW, mkl_fft): those may
+        # round a frame by the frames beside it, and a clip's numbers must not depend on its batch (0.5 us a call)
+        with sfft.set_backend("scipy", only=True):
+            return sfft.rfft(frames, axis=-1, overwrite_x=True, workers=1)
 
     return "scipy.fft", _scipy_rfft
 

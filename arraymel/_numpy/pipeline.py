@@ -4,13 +4,14 @@ Frames are never materialised for the whole signal. A block is either a tile of 
 (a strided view of the input; a small reflect-padded gather only at the two ends) or, for clips
 shorter than half a block, a group of whole clips (their centred signals gathered, then viewed as
 frames), so that 10,000 clips of 400 samples are some forty blocks, not 10,000. A block's frames
-go through in FFT batches sized to stay in a core's L2 cache: each batch is multiplied by the window
-into a per-thread buffer (casting integer or float64 input on the way), transformed in the compute
-dtype (``scipy.fft``: float32 for float32 input, well inside SPEC.md's tolerance bands) and raised to
-``|X| ** mag_exp`` into the block's power rows; the block is then reduced to mel bands and written
-into the output ``(batch, mels, frames)`` in place; ``top_db`` needs one more pass over the (small)
-output. How a clip is cut into blocks depends on its length only, and a frame's transform does not
-depend on its batch, so a clip's numbers never depend on the batch or on the thread count.
+are multiplied by the window into a per-thread buffer (casting integer or float64 input on the way),
+transformed in the compute dtype (``scipy.fft``: float32 for float32 input, well inside SPEC.md's
+tolerance bands) and raised to ``|X| ** mag_exp`` into the block's power rows, all at once or, in a
+call with at most one block per thread, in FFT batches that stay in a core's L2 cache
+(:data:`FFT_BATCH_BYTES`); the block is then reduced to mel bands and written into the output
+``(batch, mels, frames)`` in place; ``top_db`` needs one more pass over the (small) output. How a
+clip is cut into blocks depends on its length only, and a frame's transform does not depend on its
+batch, so a clip's numbers never depend on the batch or on the thread count.
 
 Blocks run on ``workers`` threads (:mod:`arraymel._numpy.workers`); the FFT, the element-wise
 passes and BLAS release the GIL, and BLAS is held to one thread meanwhile. A small call (under
@@ -152,7 +153,7 @@ class NumpyState:
     def _power(self, frames: np.ndarray, dense: bool, batch: int) -> np.ndarray:
         """``|rfft(window * frame)| ** mag_exp`` of ``frames (clips, n, fft)`` over the bins the mel product
         reads: ``(clips, n, bins)``, in this thread's power buffer, ``batch`` frames or fewer at a time
-        (whole clips when a clip is shorter than a batch, else even slices of one clip).
+        (whole clips when a clip has at most ``batch`` frames, else even slices of one clip).
 
         ``|X|`` in one pass (NumPy's vectorised complex absolute value), then its power in place. Letting
         the product read the squared real and imaginary parts where they lie (interleaved, each with its
