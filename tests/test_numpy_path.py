@@ -284,3 +284,31 @@ def test_a_users_scipy_fft_backend_does_not_reach_the_numpy_path():
     finally:
         sfft.set_global_backend("scipy")
     np.testing.assert_array_equal(got, expected)
+
+
+def test_a_non_finite_sample_reaches_exactly_the_frames_the_dense_product_gives_and_no_other_clip():
+    """Each block decides dense or banded from the samples it reads (reflections included): wherever a NaN sits
+    (at an end, in a reflected sample, across a block boundary), the NaN frames are the generic (dense) path's,
+    and the other clips keep the bytes they have without it."""
+    kw = dict(top_db=None)
+    state = pipeline.NumpyState(MelConfig.create(), "float32")
+    n = 3 * state.block * 512 - 1000  # three tiles of one clip
+    base = _signal((2, n))
+    clean = arraymel.mel_spectrogram(base, workers=1, **kw)
+    tiles = [u for u in state._blocks(2, MelConfig.create().n_frames(n), None) if u[1] == 0]
+    assert len(tiles) == 3
+    cuts = [u[2] * 512 - 1024 for u in tiles[1:]]  # first sample of the second and third tiles' first frames
+    # +inf: the banded product would give +inf where the dense one gives NaN (0 * inf), so a block that
+    # missed the sample shows; NaN: the same frames either way
+    positions = {0, 1, 1023, 1024, 1025, n - 1025, n - 1024, n - 2, n - 1} | {c + d for c in cuts for d in (-2049, -1, 0, 2047)}
+    for value in (np.inf, np.nan):
+        for p in sorted(positions):
+            x = base.copy()
+            x[0, p] = value
+            got = arraymel.mel_spectrogram(x, workers=1, **kw)
+            with np.errstate(all="ignore"):  # NumPy's warnings of inf * 0 in the generic path
+                want = arraymel.mel_spectrogram(x, backend="generic", **kw)
+            np.testing.assert_array_equal(np.isnan(got[0]), np.isnan(want[0]), err_msg=f"{value} at sample {p}")
+            np.testing.assert_array_equal(np.isinf(got[0]), np.isinf(want[0]), err_msg=f"{value} at sample {p}")
+            assert np.isnan(got[0]).any()
+            np.testing.assert_array_equal(got[1], clean[1])  # the other clip: untouched, byte for byte

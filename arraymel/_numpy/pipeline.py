@@ -18,11 +18,13 @@ passes and BLAS release the GIL, and BLAS is held to one thread meanwhile. A sma
 :data:`MIN_PARALLEL_FRAME_SAMPLES`) runs on the calling thread alone.
 
 Non-finite values: the banded product skips the filterbank's zeros, so ``0 * NaN`` or ``0 * inf``
-would never be computed. The input's extremes are read first (two reductions over the input,
-cheap next to the transform): when every sample is finite and no power can overflow, nothing
-non-finite can arise and the banded product is exact; otherwise the call uses the dense product
-over every bin, which is what Keras computes (SPEC.md: non-finite handling equals the dense
-product's).
+would never be computed. Each block first reads the extremes of the samples it uses (two
+reductions, cheap next to the transform, and they bring those samples into cache for it): when
+every sample is finite and no power can overflow, nothing non-finite can arise and the banded
+product is exact; otherwise that block uses the dense product over every bin, which is what Keras
+computes (SPEC.md: non-finite handling equals the dense product's). A block's choice depends on
+its own samples only, so a NaN in one clip changes no other clip's numbers (but for the clips
+grouped with it), and the batch-wide ``top_db`` then spreads it as in Keras.
 """
 
 from __future__ import annotations
@@ -237,6 +239,17 @@ class NumpyState:
         size = -(-n_frames // tiles)
         return [("tile", i, t0, min(n_frames, t0 + size)) for i in range(clips) for t0 in range(0, n_frames, size)]
 
+    def _samples_read(self, x2: np.ndarray, unit: tuple) -> np.ndarray:
+        """The input samples a block reads (a superset: a tile's span widened by the padding on each side, so
+        that the samples its reflections copy are in; a group's whole clips)."""
+        if unit[0] == "clips":
+            return x2[unit[1] : unit[2]]
+        cfg = self.cfg
+        _, i, t0, t1 = unit
+        s0 = t0 * cfg.sequence_stride - 2 * cfg.pad
+        s1 = (t1 - 1) * cfg.sequence_stride + cfg.fft_length
+        return x2[i, max(s0, 0) : max(min(s1, x2.shape[1]), 0)]
+
     def needs_dense(self, x: np.ndarray) -> bool:
         """True when a sample is non-finite or so large that a power or a mel sum could overflow."""
         if x.size == 0:
@@ -252,13 +265,13 @@ class NumpyState:
         x2 = x.reshape(math.prod(batch_shape), n)
         n_frames = cfg.n_frames(n)
         out = empty_aligned((x2.shape[0], cfg.num_mel_bins, n_frames), self.dtype)  # JAX adopts it without a copy
-        dense = self.needs_dense(x2)
         units = self._blocks(x2.shape[0], n_frames, max_memory)
         if x2.shape[0] * n_frames * cfg.fft_length < MIN_PARALLEL_FRAME_SAMPLES:
             n_workers = 1  # a small call: not worth waking the pool (see MIN_PARALLEL_FRAME_SAMPLES)
         batch = self.fft_batch if len(units) <= n_workers else self.block  # see FFT_BATCH_BYTES
 
         def work(unit: tuple) -> None:
+            dense = self.needs_dense(self._samples_read(x2, unit))
             # non-finite input: inf - inf, 0 * inf and overflow are expected, and give Keras's NaN silently
             with np.errstate(over="ignore", invalid="ignore") if dense else contextlib.nullcontext():
                 if unit[0] == "clips":
