@@ -86,7 +86,8 @@ class NumpyState:
         self.banded = banded(self.filterbank, self.dtype)
         self._dense_t: np.ndarray | None = None  # (mels, bins): built on the first non-finite input
         self.block = max(8, min(1024, BLOCK_BYTES // (cfg.fft_length * self.dtype.itemsize)))
-        self.fft_batch = max(4, min(self.block, FFT_BATCH_BYTES // ((cfg.fft_length + 2 * cfg.n_bins) * self.dtype.itemsize)))
+        batch_frame_bytes = (cfg.fft_length + 2 * cfg.n_bins) * self.dtype.itemsize  # a windowed frame and its spectrum
+        self.fft_batch = max(4, min(self.block, FFT_BATCH_BYTES // batch_frame_bytes))
         self.ref_db = reference_db(cfg.ref_power, cfg.min_power)
         # The largest |X| that cannot overflow: |X| ** max(mag_exp, 2), summed over every bin, stays finite.
         win_sum = float(np.abs(win).sum()) if win is not None else float(cfg.fft_length)
