@@ -32,7 +32,6 @@ from __future__ import annotations
 import contextlib
 import math
 import threading
-from typing import Any
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
@@ -165,7 +164,7 @@ class NumpyState:
         NaN, ``|X|`` may be inf, but the dense product then gives NaN in every band of that frame either way.
         """
         cfg = self.cfg
-        clips, n, fft = frames.shape
+        clips, n, _ = frames.shape
         lo, hi = self._bins(dense)
         fbuf, pbuf = self._buffers()
         p = pbuf[: clips * n * (hi - lo)].reshape(clips, n, hi - lo)
