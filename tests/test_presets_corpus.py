@@ -60,8 +60,14 @@ def test_corpus_preset_errors(audio_dir, tmp_path):
     rc, _, err = corpus_cli(str(audio_dir), str(tmp_path / "o2"), "--preset-options", '{"n_mels": 128}', "-q")
     assert rc == 1 and "--preset-options needs --preset" in err
     rc, _, err = corpus_cli(str(audio_dir), str(tmp_path / "o3"), "--preset", "whisper", "--preset-options",
-                            '{"n_mels": 64}', "-q")
-    assert rc == 1 and "n_mels=64" in err
+                            '{"n_mels": 0}', "-q")
+    assert rc == 1 and "n_mels=0" in err
+    rc, _, err = corpus_cli(str(audio_dir), str(tmp_path / "o5"), "--preset", "kaldi", "--preset-options",
+                            '{"snip_edges": false}', "-q")
+    assert rc == 1 and "snip_edges=False" in err and "builds its own frames" in err
+    rc, _, err = corpus_cli(str(audio_dir), str(tmp_path / "o6"), "--preset", "torchaudio", "--preset-options",
+                            '{"pad": 3}', "-q")
+    assert rc == 1 and "changes each file's length" in err
     rc, _, err = corpus_cli(str(audio_dir), str(tmp_path / "o4"), "--preset", "whisper", "--preset-options",
                             '{"pad_or_trim": true}', "-q")
     assert rc == 1 and "pad_or_trim=true is not supported" in err  # every file would be 30 s: refused up front

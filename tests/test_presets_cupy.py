@@ -26,7 +26,7 @@ CASES = {
     "whisper": presets.whisper(),
     "librosa": presets.librosa(sr=16000, n_fft=512, hop_length=128, n_mels=64),
     "torchaudio": presets.torchaudio(n_mels=64),
-    "kaldi": presets.kaldi(),
+    "kaldi": presets.kaldi(num_mel_bins=80),
     "nemo": presets.nemo(),
 }
 
