@@ -261,14 +261,16 @@ class LibrosaPreset(Preset):
                              "frames).")
         check_float_finite("librosa", S, xp)
         bins = int(S.shape[-2])
-        cfg = self.config.replace(fft_length=max(2, 2 * (bins - 1)), sequence_length=None)
+        same = librosa(**{**self.options, "n_fft": max(2, 2 * (bins - 1)), "win_length": None, "window": "hann",
+                          "pad_mode": "constant", "center": True})
+        cfg = same.config
         want = xp.float64 if (self.config.dtype == "float64" or S.dtype == xp.float64) else xp.float32
         if S.dtype != want:
             S = xp.astype(S, want)
         fb = from_host(config_filterbank(cfg).T, xp, device=_dev(S), dtype=want)
         mel = fb @ S
-        if self.log_rule is not None:
-            return self.log_rule(mel, xp, 0)
+        if same.log_rule is not None:
+            return same.log_rule(mel, xp, 0)
         if not cfg.power_to_db:
             return mel
         return db(mel, xp, multiplier=10.0, amin=cfg.min_power, ref=cfg.ref_power, top_db=cfg.top_db) \
