@@ -125,7 +125,7 @@ class Preset:
             self.input_check(x, xp)
         if self.framer is not None:
             out = self.framer.run(x, xp, self.config, lambda fr: compute(
-                fr, self.config, device=device, output=output, backend=backend, max_memory=max_memory))
+                fr, self.config, device=device, output=output, backend=backend, max_memory=max_memory), max_memory)
             return self.finish(out, samples)
         x = self.prepare(x)
         out = compute(x, self.config, device=device, output=output, backend=backend, max_memory=max_memory)

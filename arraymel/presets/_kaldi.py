@@ -130,14 +130,16 @@ class KaldiFramer:
             parts.append(noise[..., lo:hi, :])
         return parts[0] if len(parts) == 1 else xp.concat(parts, axis=-2)
 
-    def run(self, x: Any, xp: Any, cfg: Any, compute: Any) -> Any:
+    def run(self, x: Any, xp: Any, cfg: Any, compute: Any, max_memory: int | None = None) -> Any:
         """The features ``(..., mels, frames)`` (and the log energy, kept for :meth:`assemble`) of ``x``, block by
-        block: ``compute(frames)`` is the pipeline on the frames as signals."""
+        block (frames of about ``max_memory`` bytes, default 64 MiB, a multiple of :data:`FRAME_BLOCK` frames):
+        ``compute(frames)`` is the pipeline on the frames as signals."""
         total = self.n_frames(int(x.shape[-1]))
         if total == 0:
             raise ValueError(f"x has {x.shape[-1]} samples: with snip_edges a frame needs sequence_length={self.win} "
                              f"samples, so the signal must have at least that many.")
-        block = FRAME_BLOCK * max(1, (64 << 20) // max(1, 8 * self.win * FRAME_BLOCK * math.prod(x.shape[:-1])))
+        budget = (64 << 20) if max_memory is None else max_memory
+        block = FRAME_BLOCK * max(1, budget // max(1, 8 * self.win * FRAME_BLOCK * math.prod(x.shape[:-1])))
         outs, energies = [], []
         for t0 in range(0, total, block):
             fr, e = self.frames(x, xp, t0, min(total, t0 + block), with_energy=True)
