@@ -32,6 +32,12 @@ def options_goldens():
     return np.load(pathlib.Path(__file__).with_name("presets_goldens") / "options.npz")
 
 
+def grid(cases, on_torch):
+    """``(case, backend)`` for every case on the NumPy and generic paths, and the ``on_torch`` ones on torch input
+    (a subset: torch input runs the NumPy path through DLPack, so it adds the steps' torch namespace only)."""
+    return [(c, b) for c in cases for b in BACKENDS] + [(c, "torch") for c in on_torch]
+
+
 def run(preset, x, backend):
     if backend == "torch":
         import torch
@@ -97,11 +103,8 @@ def x22():
 
 
 @pytest.mark.filterwarnings("ignore:.*receive no FFT bin", "ignore:Empty filters detected")
-@pytest.mark.parametrize("backend", (*BACKENDS, "torch"))
-@pytest.mark.parametrize("case", LIBROSA)
+@pytest.mark.parametrize("case, backend", grid(LIBROSA, ("defaults", "ref_max", "norm2", "edge", "no_center_win", "power")))
 def test_librosa_options(x22, case, backend):
-    if backend == "torch" and case not in ("defaults", "ref_max", "norm2", "edge", "no_center_win", "power"):
-        pytest.skip("torch input: a subset (the steps on the signal and on the output)")
     opts = LIBROSA[case]
     ref = librosa_reference(x22, opts)
     ours = run(presets.librosa(sr=22050, **opts), x22, backend)
@@ -177,13 +180,11 @@ TORCHAUDIO = {  # tests/presets_goldens/generate_options.py's cases as preset op
 
 
 @pytest.mark.filterwarnings("ignore:.*receive no FFT bin")
-@pytest.mark.parametrize("backend", (*BACKENDS, "torch"))
-@pytest.mark.parametrize("case", TORCHAUDIO)
+@pytest.mark.parametrize("case, backend", grid(TORCHAUDIO, ("slaney_slaney", "kaiser", "pad", "replicate", "normalized",
+                                                   "magnitude")))
 def test_torchaudio_options(case, backend):
     import torch
 
-    if backend == "torch" and case not in ("slaney_slaney", "kaiser", "pad", "replicate", "normalized", "magnitude"):
-        pytest.skip("torch input: a subset (the steps on the signal and on the output)")
     opts = dict(TORCHAUDIO[case])
     if "window_fn" in opts:
         opts["window_fn"] = getattr(torch, opts["window_fn"])
@@ -217,8 +218,7 @@ WHISPER = {
 
 
 @pytest.mark.filterwarnings("ignore:.*receive no FFT bin", "ignore:At least one mel filter")
-@pytest.mark.parametrize("backend", (*BACKENDS, "torch"))
-@pytest.mark.parametrize("case", WHISPER)
+@pytest.mark.parametrize("case, backend", grid(WHISPER, WHISPER))
 def test_whisper_options(case, backend):
     from transformers import WhisperFeatureExtractor
 
@@ -229,16 +229,19 @@ def test_whisper_options(case, backend):
     assert_close_top(f"whisper {case}", run(presets.whisper(**opts), x, backend), ref, SPAN_60DB["whisper"])
 
 
+@pytest.mark.filterwarnings("ignore:.*receive no FFT bin", "ignore:At least one mel filter")
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_whisper_pad_or_trim_with_chunk_length(backend):
+@pytest.mark.parametrize("opts, sr", [({}, 16000), ({"feature_size": 10, "sampling_rate": 4000, "hop_length": 40}, 4000)],
+                         ids=["16khz", "4khz"])
+def test_whisper_pad_or_trim_with_chunk_length(backend, opts, sr):
     from transformers import WhisperFeatureExtractor
 
-    x = speechlike(16000 + 77, 16000, seed=3)
-    fe = WhisperFeatureExtractor(chunk_length=2)
+    x = speechlike(sr + 77, sr, seed=3)
+    fe = WhisperFeatureExtractor(chunk_length=2, **opts)
     for clip in (x, np.tile(x, 3)):  # padded and trimmed
-        ref = fe(clip, sampling_rate=16000, return_tensors="np").input_features[0]
-        ours = presets.whisper(chunk_length=2, pad_or_trim=True)(clip, backend=backend)
-        assert ours.shape == ref.shape == (80, 200)
+        ref = fe(clip, sampling_rate=sr, return_tensors="np").input_features[0]
+        ours = presets.whisper(chunk_length=2, pad_or_trim=True, **opts)(clip, backend=backend)
+        assert ours.shape == ref.shape == (opts.get("feature_size", 80), 200)
         assert_close_top("whisper chunk_length=2", ours, ref, SPAN_60DB["whisper"])
 
 
@@ -284,8 +287,7 @@ NEMO = {
 }
 
 
-@pytest.mark.parametrize("backend", (*BACKENDS, "torch"))
-@pytest.mark.parametrize("case", NEMO)
+@pytest.mark.parametrize("case, backend", grid(NEMO, ("no_preemphasis", "n_fft_1024")))
 def test_nemo_options(case, backend):
     from transformers import ParakeetFeatureExtractor
 
@@ -357,11 +359,8 @@ def xk():
     return (speechlike(8000 + 123, 16000, seed=6) * 32768).astype(np.float32)
 
 
-@pytest.mark.parametrize("backend", (*BACKENDS, "torch"))
-@pytest.mark.parametrize("case", KALDI)
+@pytest.mark.parametrize("case, backend", grid(KALDI, ("defaults", "snip_false_hann_energy", "preemph_05", "energy_htk_floor")))
 def test_kaldi_options(xk, case, backend):
-    if backend == "torch" and case not in ("defaults", "snip_false_hann_energy", "preemph_05", "energy_htk_floor"):
-        pytest.skip("torch input: a subset (the native and the framed route)")
     opts = KALDI[case]
     x = xk if opts.get("sample_frequency", 16000) == 16000 else xk[::2].copy()
     ref = kaldi_native(x, opts)
