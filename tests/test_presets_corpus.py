@@ -31,10 +31,21 @@ def audio_dir(tmp_path_factory):
     return d
 
 
+#: --preset-options in each reference's vocabulary (steps on the output and options of the pipeline's own framing)
+VOCABULARY = [
+    ("librosa", {"sr": 16000, "norm": 2.0, "window": "hamming", "ref": 2.0, "top_db": 60.0}),
+    ("torchaudio", {"norm": "slaney", "mel_scale": "slaney", "normalized": True, "power": 1.0, "stype": "magnitude",
+                    "top_db": 50.0}),
+    ("whisper", {"feature_size": 64, "n_fft": 512, "hop_length": 128}),
+    ("kaldi", {"window_type": "hann", "num_mel_bins": 40, "use_power": False, "use_log_floor": False, "eps": 1e-6}),
+    ("nemo", {"n_fft": 400, "win_length": 400, "preemphasis": None}),
+]
+
+
 @pytest.mark.filterwarnings("ignore:.*receive no FFT bin")
-@pytest.mark.parametrize("name", list(presets.PRESETS))
-def test_corpus_preset_equals_the_preset_on_each_file(audio_dir, tmp_path, name):
-    opts = OPTIONS.get(name, {})
+@pytest.mark.parametrize("name, opts", [(n, OPTIONS.get(n, {})) for n in presets.PRESETS] + VOCABULARY,
+                         ids=[*presets.PRESETS, *(f"{n}-options" for n, _ in VOCABULARY)])
+def test_corpus_preset_equals_the_preset_on_each_file(audio_dir, tmp_path, name, opts):
     args = [str(audio_dir), str(tmp_path / "out"), "--preset", name, "--device", "cpu", "-q"]
     if opts:
         args += ["--preset-options", json.dumps(opts)]
