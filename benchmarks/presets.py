@@ -6,7 +6,7 @@ The figures of docs/presets.md. ``--wav``: a mono speech recording (any rate; re
 preset's rate); e.g. ``espeak-ng -w speech.wav "..."``. Without it, the bench's synthetic signal.
 
 Difference: max |arraymel - reference| in the output's own units, over the values within 60 dB (power) of
-the reference's maximum (the SPEC's bound is 1e-3 there), and over every value; the NumPy path on one clip.
+the reference's maximum (docs/semantics.md's bound is 1e-3 there), and over every value; the NumPy path on one clip.
 
 Time: a batch of ``--batch`` clips of ``--seconds`` s cut from the recording (circular shifts, different
 gains); each round calls arraymel's preset and the reference once, in an order alternating every round, so

@@ -1,7 +1,7 @@
 """The presets against the live reference libraries (transformers' Whisper and Parakeet feature extractors,
 librosa, kaldi-native-fbank; all in the test extra), on the NumPy and the generic path.
 
-Tolerance (SPEC.md's, in each output's own units): at most 1e-3 over the values within 60 dB (power) of
+Tolerance (docs/semantics.md's, in each output's own units): at most 1e-3 over the values within 60 dB (power) of
 the reference's maximum; for NeMo's normalised features, over every value.
 """
 
