@@ -111,7 +111,8 @@ def test_librosa_options(x22, case, backend):
     if opts.get("db", True) is False:
         ours, ref = _as_db(ours), _as_db(ref)
     assert ours.dtype == ref.dtype or backend == "torch", (ours.dtype, ref.dtype)
-    assert_close_top(f"librosa {case}", ours, ref, SPAN_60DB["librosa"])
+    span = SPAN_60DB["librosa"] * opts.get("power", 2.0) / 2.0  # 60 dB of power in |X| ** power's decibels
+    assert_close_top(f"librosa {case}", ours, ref, span)
 
 
 @pytest.mark.parametrize("opts", [{}, {"n_mels": 40, "ref": np.max}, {"norm": 2.0, "db": False}])
@@ -453,6 +454,16 @@ def test_kaldi_refuses_what_kaldi_refuses():
 def test_options_that_cannot_be_honoured_are_type_errors_naming_them(make, option):
     with pytest.raises(TypeError, match=rf"{option}"):
         make()
+
+
+@pytest.mark.parametrize("module", ["_common", "_librosa", "_torchaudio", "_whisper", "_kaldi", "_nemo"])
+def test_docstring_examples_of_the_preset_modules(module):
+    import doctest
+    import importlib
+
+    mod = importlib.import_module(f"arraymel.presets.{module}")
+    result = doctest.testmod(mod, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    assert result.failed == 0 and (result.attempted > 0 or module in ("_common",))
 
 
 def test_kaldi_takes_both_references_names():

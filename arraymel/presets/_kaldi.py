@@ -62,7 +62,7 @@ def povey_window(length: int) -> np.ndarray:
     >>> from arraymel.presets import povey_window
     >>> w = povey_window(400)
     >>> float(w[0]), round(float(w.max()), 6)
-    (0.0, 0.999996)
+    (0.0, 0.999987)
     """
     return kaldi_window("povey", length)
 
