@@ -78,7 +78,7 @@ def test_corpus_preset_errors(audio_dir, tmp_path):
     assert rc == 1 and "snip_edges=False" in err and "builds its own frames" in err
     rc, _, err = corpus_cli(str(audio_dir), str(tmp_path / "o6"), "--preset", "torchaudio", "--preset-options",
                             '{"pad": 3}', "-q")
-    assert rc == 1 and "changes each file's length" in err
+    assert rc == 1 and "pad=3" in err and "changes each file's length" in err
     rc, _, err = corpus_cli(str(audio_dir), str(tmp_path / "o4"), "--preset", "whisper", "--preset-options",
                             '{"pad_or_trim": true}', "-q")
     assert rc == 1 and "pad_or_trim=true is not supported" in err  # every file would be 30 s: refused up front

@@ -77,6 +77,8 @@ class Preset:
     #: so that ``arraymel corpus`` fails such a file alone).
     min_samples: int = 1
     min_reason: str = ""
+    #: The options behind ``step_length`` (for :attr:`corpus_unsupported`'s message).
+    step_why: str = ""
 
     @property
     def corpus_unsupported(self) -> str | None:
@@ -90,13 +92,9 @@ class Preset:
             return (f"the {self.name} preset with {self.framer.why} builds its own frames; compute such files with "
                     f"arraymel.presets.{self.name}(...) directly")
         if self.step_length is not None:
-            return (f"the {self.name} preset's signal step changes each file's length "
-                    f"({self.framer_free_reason()}); the corpus computes each file at its own length")
+            return (f"the {self.name} preset with {self.step_why or 'these options'} pads or cuts each file's signal "
+                    "itself, which changes each file's length; the corpus computes each file at its own length")
         return None
-
-    def framer_free_reason(self) -> str:
-        changed = [k for k in ("pad_or_trim", "padding", "pad") if self.options.get(k)]
-        return ", ".join(f"{k}={self.options[k]!r}" for k in changed) or "a length-changing step"
 
     def n_frames(self, samples: int) -> int:
         """Frames of the features of a signal of ``samples`` samples."""

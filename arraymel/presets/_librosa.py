@@ -23,6 +23,8 @@ _NAMED = ("hann", "hamming")
 def _window_values(window: Any, win_length: int) -> Any:
     """librosa's ``get_window(window, win_length, fftbins=True)``: the name for the pipeline's own windows, else
     the values (a callable is called with ``win_length``; a name or tuple goes to scipy, as librosa does)."""
+    if isinstance(window, list) and window and isinstance(window[0], str):  # a tuple spec given as JSON
+        window = tuple(window)
     if isinstance(window, str) and window in _NAMED:
         return window
     if callable(window):
@@ -214,7 +216,8 @@ def librosa(*, sr: float = 22050, n_fft: int = 2048, hop_length: int | None = No
     return LibrosaPreset(name, "librosa.feature.melspectrogram" + (" + librosa.power_to_db" if db_ else ""), cfg, opts,
                          signal_step=signal_step, log_rule=rule, keep_frames=keep,
                          input_check=functools.partial(_check_input, center=center, n_fft=n_fft),
-                         step_length=step_length)
+                         step_length=step_length,
+                         step_why=f"pad_mode={pad_mode!r}, center={center!r}" if step_length else "")
 
 
 def _librosa_signal(x: Any, xp: Any, *, pad: int, lead: int, mode: str) -> Any:

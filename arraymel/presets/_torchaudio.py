@@ -155,6 +155,7 @@ def torchaudio(*, sample_rate: int = 16000, n_fft: int = 400, win_length: int | 
                 db=db_, stype=stype, top_db=top_db)
     return Preset(name, "torchaudio.transforms.MelSpectrogram" + (" + AmplitudeToDB" if db_ else ""), cfg, opts,
                   signal_step=signal_step, log_rule=rule, keep_frames=keep, step_length=step_length,
+                  step_why=f"pad={pad}, center={center!r}, pad_mode={pad_mode!r}" if step_length else "",
                   input_check=functools.partial(_check_input, n_fft=n_fft, win=win, pad=pad, center=center,
                                                 pad_mode=pad_mode),
                   min_samples=max(1, n_fft // 2 + 1 - 2 * pad) if center and pad_mode == "reflect" else 1,
