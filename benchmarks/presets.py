@@ -71,9 +71,15 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--options", action="store_true", help="the option grids' distances (docs/presets.md) instead")
+    ap.add_argument("--kaldi-routes", action="store_true",
+                    help="Kaldi's two routes (the pipeline's frame step; the frames built by the preset) and "
+                         "kaldi-native-fbank, interleaved, instead")
     args = ap.parse_args()
     if args.options:
         options_report()
+        return
+    if args.kaldi_routes:
+        kaldi_routes(args)
         return
 
     rows = []
@@ -109,6 +115,34 @@ def main() -> None:
         qa = f"{q['arraymel'][0] * 1e3:.1f}-{q['arraymel'][2] * 1e3:.1f}"
         qb = f"{q['reference'][0] * 1e3:.1f}-{q['reference'][2] * 1e3:.1f}"
         print(f"{name:<11} {top:>21.2g} {every:>15.2g} {a:>7.1f} ({qa:>9}) {b:>7.1f} ({qb:>9}) {b / a:>7.1f}x   {ref_name}")
+    print(f"{args.batch} x {args.seconds:g} s, {args.rounds} interleaved rounds; speech: {args.wav or 'synthetic'}")
+    print(subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip())
+
+
+def kaldi_routes(args: argparse.Namespace) -> None:
+    """Median (quartiles) ms of kaldi(num_mel_bins=80) (native route), kaldi(num_mel_bins=80, snip_edges=False)
+    (framed route) and kaldi-native-fbank on the same batch, interleaved round by round."""
+    import arraymel.presets as presets
+    from arraymel.bench.preset_peers import reference
+
+    native = presets.kaldi(num_mel_bins=80)
+    framed = presets.kaldi(num_mel_bins=80, preemph_coeff=0.5)  # same frames as native, built by the preset
+    ref_fn = reference(native)
+    speech = load_speech(args.wav, 16000) * 32768
+    x = batch_of(speech, args.batch, int(round(args.seconds * 16000)))
+    calls = {"native route": lambda: native(x), "framed route": lambda: framed(x), "kaldi-native-fbank": lambda: ref_fn(x)}
+    for fn in calls.values():
+        fn()
+    times: dict[str, list[float]] = {k: [] for k in calls}
+    order = list(calls)
+    for r in range(args.rounds):
+        for k in (order if r % 2 == 0 else order[::-1]):
+            t0 = time.perf_counter()
+            calls[k]()
+            times[k].append(time.perf_counter() - t0)
+    for k, v in times.items():
+        q = statistics.quantiles(v, n=4) if len(v) > 1 else (v[0], v[0], v[0])
+        print(f"{k:<20} {statistics.median(v) * 1e3:8.1f} ms ({q[0] * 1e3:.1f}-{q[2] * 1e3:.1f})")
     print(f"{args.batch} x {args.seconds:g} s, {args.rounds} interleaved rounds; speech: {args.wav or 'synthetic'}")
     print(subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip())
 
