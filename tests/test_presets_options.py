@@ -136,6 +136,17 @@ def test_librosa_batch_with_ref_max_is_per_clip(x22):
         assert_close_top("batch", out[i], librosa_reference(batch[i], {"ref": np.max}), SPAN_60DB["librosa"])
 
 
+def test_librosa_batch_scope_with_a_numeric_norm_clips_the_batch_as_one_array(x22):
+    """top_db_scope="batch": librosa on a 2-D array (one maximum for the batch), also where the preset takes the dB."""
+    import librosa
+
+    batch = np.stack([x22, 1e-4 * x22])
+    ref = librosa.power_to_db(librosa.feature.melspectrogram(y=batch, sr=22050, norm=2.0))
+    ours = presets.librosa(norm=2.0, top_db_scope="batch")(batch)
+    assert_close_top("batch scope", ours, ref, SPAN_60DB["librosa"])
+    assert float(ours[1].min()) == pytest.approx(float(ours.max()) - 80.0, abs=1e-3)
+
+
 @pytest.mark.parametrize("bad, error", [
     (np.zeros(4096, np.int16), TypeError), (np.full(4096, np.nan, np.float32), ValueError),
     (np.r_[np.zeros(4095, np.float32), np.inf], ValueError)], ids=["int16", "nan", "inf"])
@@ -464,6 +475,19 @@ def test_docstring_examples_of_the_preset_modules(module):
     mod = importlib.import_module(f"arraymel.presets.{module}")
     result = doctest.testmod(mod, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
     assert result.failed == 0 and (result.attempted > 0 or module in ("_common",))
+
+
+@pytest.mark.filterwarnings("ignore:.*receive no FFT bin")
+def test_option_presets_pickle():
+    """DataLoader workers and Dask ship a preset to other processes, whatever its options."""
+    import pickle
+
+    x = speechlike(8000, 16000, seed=9)
+    for p in (presets.librosa(sr=16000, pad_mode="edge", center=False, norm=2.0, ref=np.max, window="blackman"),
+              presets.torchaudio(pad=10, pad_mode="circular", normalized=True, stype="magnitude"),
+              presets.whisper(padding=100, dither=0.1, seed=1), presets.nemo(preemphasis=None),
+              presets.kaldi(snip_edges=False, use_energy=True, dither=1.0, seed=2)):
+        np.testing.assert_array_equal(pickle.loads(pickle.dumps(p))(x), p(x))
 
 
 def test_kaldi_takes_both_references_names():

@@ -308,6 +308,11 @@ def pad_signal(x: Any, xp: Any, left: int, right: int, mode: str, value: float =
     return xp.take(x, idx, axis=x.ndim - 1)
 
 
+def frames_after_padding(samples: int, *, pad: int, n_fft: int, hop: int) -> int:
+    """Frames of ``n_fft`` every ``hop`` in a signal padded by ``pad`` on each side (librosa's and torch.stft's)."""
+    return max(0, 1 + (samples + 2 * pad - n_fft) // hop)
+
+
 def preemphasis(x: Any, xp: Any, coefficient: float) -> Any:
     """Pre-emphasis of the whole signal: ``y[0] = x[0]``, ``y[i] = x[i] - c x[i - 1]`` (NeMo's)."""
     return xp.concat([x[..., :1], x[..., 1:] - coefficient * x[..., :-1]], axis=-1)
@@ -341,9 +346,11 @@ def per_example_max(a: Any, xp: Any) -> Any:
     return xp.max(a, axis=(-2, -1), keepdims=True)
 
 
-def db(power: Any, xp: Any, *, multiplier: float, amin: float, ref: Any, top_db: float | None) -> Any:
+def db(power: Any, xp: Any, *, multiplier: float, amin: float, ref: Any, top_db: float | None,
+       scope: str = "example") -> Any:
     """``multiplier * log10(max(power, amin)) - multiplier * log10(max(amin, |ref|))``, then ``top_db`` below
-    each spectrogram's maximum (``ref``: a number or an array ``(..., 1, 1)``)."""
+    each spectrogram's maximum (``scope="batch"``: the whole array's) (``ref``: a number or an array
+    ``(..., 1, 1)``)."""
     floor = xp.asarray(amin, dtype=power.dtype, device=xp_device(power))
     out = multiplier * xp.log10(xp.where(power < floor, floor, power))
     if isinstance(ref, (int, float)):
@@ -354,5 +361,5 @@ def db(power: Any, xp: Any, *, multiplier: float, amin: float, ref: Any, top_db:
         ref = xp.abs(ref)
         out = out - multiplier * xp.log10(xp.where(ref < floor, floor, ref))
     if top_db is not None and math.prod(out.shape) > 0:
-        out = xp.maximum(out, per_example_max(out, xp) - top_db)
+        out = xp.maximum(out, (xp.max(out) if scope == "batch" else per_example_max(out, xp)) - top_db)
     return out

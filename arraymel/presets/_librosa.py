@@ -10,8 +10,8 @@ from typing import Any, Callable
 import numpy as np
 
 from arraymel.presets._common import (
-    Preset, check_bool, check_float_finite, check_int, check_real, choice, db, make_config, pad_signal,
-    per_example_max, refuse,
+    Preset, check_bool, check_float_finite, check_int, check_real, choice, db, frames_after_padding, make_config,
+    pad_signal, per_example_max, refuse,
 )
 
 #: librosa.stft's pad modes with center=True (it refuses wrap, maximum, mean, median and minimum).
@@ -55,9 +55,7 @@ def _band_scale(fb_unnormed: np.ndarray, norm: float) -> np.ndarray:
 
 
 def _rule(out: Any, xp: Any, samples: int, *, scale: np.ndarray | None, to_db: bool, ref: Any, amin: float,
-          top_db: float | None, keep: int | None) -> Any:
-    if keep is not None:
-        out = out[..., :keep]
+          top_db: float | None, scope: str) -> Any:
     if scale is not None:
         from arraymel.core._xp import from_host  # noqa: PLC0415
 
@@ -67,7 +65,7 @@ def _rule(out: Any, xp: Any, samples: int, *, scale: np.ndarray | None, to_db: b
         return out
     if callable(ref):
         ref = _ref_value(ref, out, xp)
-    return db(out, xp, multiplier=10.0, amin=amin, ref=ref, top_db=top_db)
+    return db(out, xp, multiplier=10.0, amin=amin, ref=ref, top_db=top_db, scope=scope)
 
 
 def _ref_value(ref: Callable, out: Any, xp: Any) -> Any:
@@ -204,12 +202,11 @@ def librosa(*, sr: float = 22050, n_fft: int = 2048, hop_length: int | None = No
         pad = n_fft // 2 if center else 0
         signal_step = functools.partial(_librosa_signal, pad=pad, lead=lead, mode=pad_mode)
         step_length = functools.partial(_librosa_length, pad=pad, lead=lead)
-
-        def keep(samples: int, _n_fft: int = n_fft, _hop: int = hop, _pad: int = pad) -> int:
-            return max(0, 1 + (samples + 2 * _pad - _n_fft) // _hop)
+        keep = functools.partial(frames_after_padding, pad=pad, n_fft=n_fft, hop=hop)
     rule = None
     if own_db or scale is not None:
-        rule = functools.partial(_rule, scale=scale, to_db=db_, ref=ref, amin=amin, top_db=top_db, keep=None)
+        rule = functools.partial(_rule, scale=scale, to_db=db_, ref=ref, amin=amin, top_db=top_db,
+                                 scope=top_db_scope)
     opts = dict(sr=sr, n_fft=n_fft, hop_length=hop, win_length=win_length, window=window, center=center,
                 pad_mode=pad_mode, power=power, n_mels=n_mels, fmin=fmin, fmax=fmax, htk=htk, norm=norm, dtype=dtype_name,
                 db=db_, ref=ref, amin=amin, top_db=top_db, top_db_scope=top_db_scope)
@@ -276,12 +273,5 @@ class LibrosaPreset(Preset):
             return same.log_rule(mel, xp, 0)
         if not cfg.power_to_db:
             return mel
-        return db(mel, xp, multiplier=10.0, amin=cfg.min_power, ref=cfg.ref_power, top_db=cfg.top_db) \
-            if cfg.top_db_scope == "example" else _batch_db(mel, xp, cfg)
-
-
-def _batch_db(mel: Any, xp: Any, cfg: Any) -> Any:
-    from arraymel.core.db import clip_top_db, db_unclipped  # noqa: PLC0415
-
-    out = db_unclipped(mel, xp, min_power=cfg.min_power, ref_power=cfg.ref_power)
-    return clip_top_db(out, xp, top_db=cfg.top_db, scope="batch")
+        return db(mel, xp, multiplier=10.0, amin=cfg.min_power, ref=cfg.ref_power, top_db=cfg.top_db,
+                  scope=cfg.top_db_scope)

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from arraymel.presets._common import (
-    Preset, check_bool, check_int, check_real, choice, db, make_config, pad_signal, refuse,
+    Preset, check_bool, check_int, check_real, choice, db, frames_after_padding, make_config, pad_signal, refuse,
 )
 
 #: torch.stft's pad modes (``torch.nn.functional.pad``) and NumPy's names for them.
@@ -36,8 +36,8 @@ def _window(window_fn: Any, wkwargs: dict | None, win: int) -> Any:
     return values
 
 
-def _scale_rule(out: Any, xp: Any, samples: int, *, scale: float, to_db: bool, multiplier: float, top_db: float | None,
-                check: Any) -> Any:
+def _scale_rule(out: Any, xp: Any, samples: int, *, scale: float, to_db: bool, multiplier: float,
+                top_db: float | None) -> Any:
     if scale != 1.0:
         out = out * scale
     if not to_db:
@@ -143,12 +143,11 @@ def torchaudio(*, sample_rate: int = 16000, n_fft: int = 400, win_length: int | 
                                         lead=0 if (center and native_pad) else lead)
         step_length = functools.partial(_torch_length, pad=pad, cpad=cpad, lead=0 if (center and native_pad) else lead)
         if not (center and native_pad):
-            def keep(samples: int, _p: int = pad, _c: int = cpad, _n: int = n_fft, _h: int = hop) -> int:
-                return max(0, 1 + (samples + 2 * _p + 2 * _c - _n) // _h)
+            keep = functools.partial(frames_after_padding, pad=pad + cpad, n_fft=n_fft, hop=hop)
     rule = None
     if db_ and not plain_db or scale != 1.0:
         rule = functools.partial(_scale_rule, scale=scale, to_db=db_, multiplier=10.0 if stype == "power" else 20.0,
-                                 top_db=top_db, check=None)
+                                 top_db=top_db)
     opts = dict(sample_rate=sample_rate, n_fft=n_fft, win_length=win_length, hop_length=hop_length, f_min=f_min,
                 f_max=f_max, pad=pad, n_mels=n_mels, window_fn=window_fn, power=power, normalized=normalized,
                 wkwargs=wkwargs, center=center, pad_mode=pad_mode, onesided=onesided, norm=norm, mel_scale=mel_scale,
