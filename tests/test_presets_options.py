@@ -72,7 +72,7 @@ LIBROSA = {
     "symmetric": {"pad_mode": "symmetric"},
     "linear_ramp": {"pad_mode": "linear_ramp"},
     "no_center": {"center": False},
-    "no_center_win": {"center": False, "win_length": 1500},
+    "no_center_win": {"center": False, "win_length": 1000},
     "win_length": {"win_length": 1000, "pad_mode": "edge"},
     "float64": {"dtype": np.float64},
     "magnitude": {"power": 1.0},
