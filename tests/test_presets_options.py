@@ -273,6 +273,9 @@ def test_whisper_refuses_clips_too_short_to_reflect_pad():
         presets.whisper()(np.zeros(200, np.float32))
     assert presets.whisper(padding=200)(np.zeros(1, np.float32)).shape == (80, 1)
     assert presets.whisper(pad_or_trim=True)(np.zeros(1, np.float32)).shape == (80, 3000)
+    # the extractor's call vocabulary for the same choice
+    assert presets.whisper(padding="max_length").options["pad_or_trim"] is True
+    assert presets.whisper(padding="longest").options == presets.whisper().options
 
 
 def test_whisper_dither_statistics_match_transformers():

@@ -33,7 +33,7 @@ def _length(samples: int, *, padding: int, chunk: int | None) -> int:
 
 
 def whisper(n_mels: int = 80, *, feature_size: int | None = None, sampling_rate: int = 16000, hop_length: int = 160,
-            chunk_length: int = 30, n_fft: int = 400, padding: int = 0, padding_value: float = 0.0,
+            chunk_length: int = 30, n_fft: int = 400, padding: int | str = 0, padding_value: float = 0.0,
             pad_or_trim: bool = False, dither: float = 0.0, seed: int | None = None,
             return_attention_mask: bool = False) -> Preset:
     """openai-whisper's ``log_mel_spectrogram`` (and transformers' ``WhisperFeatureExtractor``).
@@ -53,8 +53,10 @@ def whisper(n_mels: int = 80, *, feature_size: int | None = None, sampling_rate:
         ``padding_value`` what it pads with; ``dither`` adds ``dither`` times standard normal noise to the
         signal (drawn by NumPy from ``seed``: transformers draws torch's unseeded noise, so only the statistics
         agree).
-    padding : int
-        openai-whisper's: zeros appended to the signal first (``transcribe`` uses 480000).
+    padding : int or str
+        openai-whisper's: zeros appended to the signal first (``transcribe`` uses 480000); the feature
+        extractor's ``"max_length"`` (``pad_or_trim=True``), ``"longest"`` or ``"do_not_pad"`` (each row is
+        its own clip: no padding).
     pad_or_trim : bool
         Pad or trim the signal to ``chunk_length`` seconds first, as the feature extractor does by default
         (3000 frames at the defaults).
@@ -85,6 +87,12 @@ def whisper(n_mels: int = 80, *, feature_size: int | None = None, sampling_rate:
     hop = check_int(name, "hop_length", hop_length)
     n_fft = check_int(name, "n_fft", n_fft)
     chunk_length = check_int(name, "chunk_length", chunk_length)
+    if isinstance(padding, str):  # the extractor's call option: "max_length" pads (or trims) to chunk_length
+        if padding not in ("max_length", "longest", "do_not_pad"):
+            raise ValueError(f"arraymel.presets.whisper: padding={padding!r} is not allowed: padding must be an int "
+                             "(openai-whisper's zeros appended) or one of 'max_length', 'longest', 'do_not_pad' (the "
+                             "feature extractor's).")
+        pad_or_trim, padding = pad_or_trim or padding == "max_length", 0
     padding = check_int(name, "padding", padding, minimum=0)
     padding_value = check_real(name, "padding_value", padding_value)
     pad_or_trim = check_bool(name, "pad_or_trim", pad_or_trim)
