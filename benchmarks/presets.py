@@ -183,7 +183,7 @@ def options_report() -> None:
                 o["window_fn"] = getattr(torch, o["window_fn"])
             conv = t._as_db if c == "power_only" else (lambda a: a)
             yield ("torchaudio", c, o, lambda b, o=o, conv=conv: conv(presets.torchaudio(**o)(x8, backend=b)),
-                   conv(g[f"torchaudio_{c}"]), 30.0 if c == "magnitude" else 60.0)
+                   conv(g[f"torchaudio_{c}"]), 30.0 if c == "magnitude" else 60.0, conv(t.torchaudio_float64(x8, o)))
         from transformers import ParakeetFeatureExtractor, WhisperFeatureExtractor
 
         for c, (o, sr) in t.WHISPER.items():
@@ -205,16 +205,18 @@ def options_report() -> None:
             yield ("kaldi", c, o, lambda b, o=o, x=x, conv=conv: conv(presets.kaldi(**o)(x, backend=b)), conv(ref),
                    span)
 
-    print("| preset | case | options | NumPy path | generic path |")
-    print("|---|---|---|---|---|")
-    for name, case, opts, fn, ref, span in cases():
+    print("| preset | case | options | NumPy path | generic path | float64 evaluation: NumPy path / reference |")
+    print("|---|---|---|---|---|---|")
+    for name, case, opts, fn, ref, span, *exact in cases():
         def show(v):
             if isinstance(v, type) or callable(v):
                 return v.__name__
             return "array" if hasattr(v, "shape") else repr(v)
 
         shown = ", ".join(f"{k}={show(v)}" for k, v in opts.items()).replace("|", "/")
-        print(f"| {name} | {case} | `{shown}` | {top(fn('numpy'), ref, span):.2g} | {top(fn('generic'), ref, span):.2g} |")
+        ours = fn("numpy")
+        f64 = f"{top(ours, exact[0], span):.2g} / {top(ref, exact[0], span):.2g}" if exact else ""
+        print(f"| {name} | {case} | `{shown}` | {top(ours, ref, span):.2g} | {top(fn('generic'), ref, span):.2g} | {f64} |")
 
 
 if __name__ == "__main__":

@@ -52,4 +52,4 @@ def test_migration_snippet_runs_and_matches(library):
     before = before.numpy() if hasattr(before, "numpy") else np.asarray(before)
     out = out.numpy() if hasattr(out, "numpy") else np.asarray(out)
     assert_close_top(f"docs/presets.md {library}", out, before, SPANS[library],
-                     tol=5e-3 if library == "torchaudio" else 1e-3)
+                     tol=2e-3 if library == "torchaudio" else 1e-3)  # torchaudio: test_presets_options.TORCHAUDIO_TOL
