@@ -31,10 +31,21 @@ def audio_dir(tmp_path_factory):
     return d
 
 
+#: --preset-options in each reference's vocabulary (steps on the output and options of the pipeline's own framing)
+VOCABULARY = [
+    ("librosa", {"sr": 16000, "norm": 2.0, "window": "hamming", "ref": 2.0, "top_db": 60.0}),
+    ("torchaudio", {"norm": "slaney", "mel_scale": "slaney", "normalized": True, "power": 1.0, "stype": "magnitude",
+                    "top_db": 50.0}),
+    ("whisper", {"feature_size": 64, "n_fft": 512, "hop_length": 128}),
+    ("kaldi", {"window_type": "hann", "num_mel_bins": 40, "use_power": False, "use_log_floor": False, "eps": 1e-6}),
+    ("nemo", {"n_fft": 400, "win_length": 400, "preemphasis": None}),
+]
+
+
 @pytest.mark.filterwarnings("ignore:.*receive no FFT bin")
-@pytest.mark.parametrize("name", list(presets.PRESETS))
-def test_corpus_preset_equals_the_preset_on_each_file(audio_dir, tmp_path, name):
-    opts = OPTIONS.get(name, {})
+@pytest.mark.parametrize("name, opts", [(n, OPTIONS.get(n, {})) for n in presets.PRESETS] + VOCABULARY,
+                         ids=[*presets.PRESETS, *(f"{n}-options" for n, _ in VOCABULARY)])
+def test_corpus_preset_equals_the_preset_on_each_file(audio_dir, tmp_path, name, opts):
     args = [str(audio_dir), str(tmp_path / "out"), "--preset", name, "--device", "cpu", "-q"]
     if opts:
         args += ["--preset-options", json.dumps(opts)]
@@ -60,8 +71,14 @@ def test_corpus_preset_errors(audio_dir, tmp_path):
     rc, _, err = corpus_cli(str(audio_dir), str(tmp_path / "o2"), "--preset-options", '{"n_mels": 128}', "-q")
     assert rc == 1 and "--preset-options needs --preset" in err
     rc, _, err = corpus_cli(str(audio_dir), str(tmp_path / "o3"), "--preset", "whisper", "--preset-options",
-                            '{"n_mels": 64}', "-q")
-    assert rc == 1 and "n_mels=64" in err
+                            '{"n_mels": 0}', "-q")
+    assert rc == 1 and "n_mels=0" in err
+    rc, _, err = corpus_cli(str(audio_dir), str(tmp_path / "o5"), "--preset", "kaldi", "--preset-options",
+                            '{"snip_edges": false}', "-q")
+    assert rc == 1 and "snip_edges=False" in err and "builds its own frames" in err
+    rc, _, err = corpus_cli(str(audio_dir), str(tmp_path / "o6"), "--preset", "torchaudio", "--preset-options",
+                            '{"pad": 3}', "-q")
+    assert rc == 1 and "pad=3" in err and "changes each file's length" in err
     rc, _, err = corpus_cli(str(audio_dir), str(tmp_path / "o4"), "--preset", "whisper", "--preset-options",
                             '{"pad_or_trim": true}', "-q")
     assert rc == 1 and "pad_or_trim=true is not supported" in err  # every file would be 30 s: refused up front

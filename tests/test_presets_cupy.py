@@ -26,15 +26,16 @@ CASES = {
     "whisper": presets.whisper(),
     "librosa": presets.librosa(sr=16000, n_fft=512, hop_length=128, n_mels=64),
     "torchaudio": presets.torchaudio(n_mels=64),
-    "kaldi": presets.kaldi(),
+    "kaldi": presets.kaldi(num_mel_bins=80),
     "nemo": presets.nemo(),
 }
 
 
 def run_engine(engine, preset, x, budget, path=None):
     xp_ = preset.prepare(x)
-    out, plan, _ = engine.compute(xp_, budget, path=path)
-    return preset.finish(out, xp_.shape[-1]), plan
+    rows = xp_.reshape(-1, xp_.shape[-1])  # a framed preset's frames: (..., frames, samples) -> rows of one frame
+    out, plan, _ = engine.compute(rows, budget, path=path)
+    return preset.finish(out.reshape(*xp_.shape[:-1], *out.shape[1:]), x.shape[-1]), plan
 
 
 def check(name, ours, ref):
@@ -60,6 +61,35 @@ def test_preset_on_the_emulated_gpu_path(name):
     if preset.config.frame_step or preset.config.pad_mode == "constant":  # the independent model of the kernels
         model, _plan = run_engine(model_engine(preset.config, "float32"), preset, x, budget)
         check(name, model, ref)
+
+
+#: Options beyond the pipeline's own steps (signal steps, output rules, the Kaldi frames built by the preset).
+OPTION_CASES = {
+    "librosa edge, ref=max, norm=2": presets.librosa(sr=16000, n_fft=512, hop_length=128, n_mels=64, pad_mode="edge",
+                                                    ref=np.max, norm=2.0),
+    "librosa center=False, win_length": presets.librosa(sr=16000, n_fft=512, win_length=400, hop_length=128,
+                                                       n_mels=64, center=False),
+    "torchaudio pad, replicate, normalized": presets.torchaudio(n_mels=64, pad=30, pad_mode="replicate",
+                                                                normalized=True, norm="slaney", mel_scale="slaney"),
+    "whisper 10 bands at 4 kHz": presets.whisper(feature_size=10, sampling_rate=4000, hop_length=40),
+    "nemo n_fft 400": presets.nemo(n_fft=400, win_length=400, hop_length=100, preemphasis=None),
+    "kaldi framed": presets.kaldi(snip_edges=False, preemph_coeff=0.5, window_type="hann", num_mel_bins=40),
+}
+OPTION_SPANS = {"librosa": 60.0, "torchaudio": 60.0, "whisper": 1.5, "nemo": None, "kaldi": 6.0 * math.log(10.0)}
+
+
+@pytest.mark.filterwarnings("ignore:.*receive no FFT bin")
+@pytest.mark.parametrize("case", OPTION_CASES)
+def test_preset_options_on_the_emulated_gpu_path(case):
+    preset = OPTION_CASES[case]
+    x = np.stack([speechlike(8000 + 57, 16000, seed=7), 0.3 * speechlike(8000 + 57, 16000, seed=8)])
+    ref = preset(x, backend="numpy")
+    ours, _plan = run_engine(emulated_engine(preset.config, "float32", fft="float32"), preset, x, 2**30)
+    assert ours.shape == ref.shape and ours.dtype == np.float32
+    span = OPTION_SPANS[preset.name]
+    keep = np.ones(ref.shape, bool) if span is None else ref >= ref.max() - span
+    worst = float(np.abs(np.asarray(ours, np.float64) - ref)[keep].max())
+    assert worst <= TOL, f"{case}: {worst:.3g}"
 
 
 def test_kaldi_frame_step_on_float64_and_int16_input():

@@ -148,6 +148,8 @@ class CorpusSettings:
                                     "corpus: it makes every file 30 s long, and the corpus computes each file at its "
                                     "own length; leave pad_or_trim out (the features of a file shorter than 30 s are "
                                     "then its own frames, without the zero tail).")
+            if getattr(preset, "corpus_unsupported", None):  # a preset that frames or resizes the signal itself
+                raise SettingsError(f"--preset {kwargs['preset']}: {preset.corpus_unsupported}.")
             mel_params = {**preset.config.given, "top_db_scope": "example"}
         params = dict(mel_params)
         scope = params.get("top_db_scope", "example")
