@@ -111,19 +111,20 @@ class _Worker:
         self.writer = Writer(out_root)
         self.versions_json = versions_json
         self.maps: dict[str, tuple[mmap.mmap, np.ndarray]] = {}
+        self._maps_lock = threading.Lock()
         self._mel = None
 
     def segment(self, name: str) -> np.ndarray:
-        got = self.maps.get(name)
-        if got is None:
-            got = self.maps[name] = _attach(name)
-        return got[1]
+        with self._maps_lock:
+            got = self.maps.get(name)
+            if got is None:
+                got = self.maps[name] = _attach(name)
+            return got[1]
 
     def forget(self, name: str) -> None:
-        got = self.maps.pop(name, None)
-        if got is not None:
-            del got
-            # the mmap closes once no view of it is left (the arrays built from it are gone)
+        """Drop an output segment's mapping (it closes once no view of it is left)."""
+        with self._maps_lock:
+            self.maps.pop(name, None)
 
     def stream_mel(self, y):
         if self._mel is None:
@@ -250,8 +251,18 @@ class _Worker:
         return records
 
 
+#: Writer threads in each decode process: fsync waits (milliseconds on a disk) overlap decoding.
+WRITE_THREADS = 2
+
+
 def worker_main(conn, settings: CorpusSettings, out_root: str, versions_json: str, parent_pid: int) -> None:
-    """A decode process: answers ``(task id, kind, ...)`` messages until ``None`` or the driver's end."""
+    """A decode process: answers ``(task id, kind, ...)`` messages until ``None`` or the driver's end.
+
+    Decode tasks run on this thread, one after the other; write tasks on :data:`WRITE_THREADS` threads
+    (serializing and hashing release the GIL for large buffers, writing and fsync always), so that an
+    output's fsync never holds up the next decode."""
+    import concurrent.futures as cf
+
     from arraymel.corpus.chunks import die_with_parent
 
     os.environ["ARRAYMEL_NUM_THREADS"] = "1"
@@ -260,32 +271,42 @@ def worker_main(conn, settings: CorpusSettings, out_root: str, versions_json: st
         os._exit(1)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the driver decides how to stop
     w = _Worker(settings, out_root, versions_json)
-    while True:
+    send_lock = threading.Lock()
+
+    def answer(tid, fn, *args) -> None:
         try:
-            msg = conn.recv()
-        except (EOFError, OSError):
-            return
-        if msg is None:
-            return
-        tid, kind = msg[0], msg[1]
-        try:
-            if kind == "decode":
-                result: Any = w.decode(msg[2], msg[3])
-            elif kind == "write":
-                result = w.write(msg[2], msg[3], msg[4])
-            elif kind == "ping":
-                result = os.getpid()
-            else:  # pragma: no cover - a bug
-                raise ValueError(f"unknown task {kind!r}")
-            reply = (tid, "ok", result)
+            reply = (tid, "ok", fn(*args))
         except OutputError as e:
             reply = (tid, "output-error", str(e))
         except Exception as e:  # noqa: BLE001 - a bug: the driver records it
             reply = (tid, "error", f"{type(e).__name__}: {e}")
         try:
-            conn.send(reply)
+            with send_lock:
+                conn.send(reply)
         except (BrokenPipeError, OSError):
-            return
+            pass
+
+    with cf.ThreadPoolExecutor(WRITE_THREADS, thread_name_prefix="arraymel-write") as writers:
+        while True:
+            try:
+                msg = conn.recv()
+            except (EOFError, OSError):
+                return
+            if msg is None:
+                break
+            tid, kind = msg[0], msg[1]
+            if kind == "decode":
+                answer(tid, w.decode, msg[2], msg[3])
+            elif kind == "write":
+                writers.submit(answer, tid, w.write, msg[2], msg[3], msg[4])
+            elif kind == "ping":
+                answer(tid, os.getpid)
+            else:  # pragma: no cover - a bug
+                answer(tid, _unknown, kind)
+
+
+def _unknown(kind):  # pragma: no cover
+    raise ValueError(f"unknown task {kind!r}")
 
 
 # ------------------------------------------------------------------------------------ the driver
