@@ -251,6 +251,8 @@ class _Worker:
         return records
 
 
+#: Tries of a write task whose process died.
+WRITE_ATTEMPTS = 3
 #: Writer threads in each decode process: fsync waits (milliseconds on a disk) overlap decoding.
 WRITE_THREADS = 2
 
@@ -576,9 +578,11 @@ class DecoderEngine:
                                 items=[c.item for c in ok]))
 
     def _dispatch_write(self, task: _Task) -> None:
-        """Send a write task (driver thread only: one thread sends, and every message is small)."""
+        """Send a write task (driver thread only: one thread sends, and every message is small), preferably to a
+        process that is not retrying a file which killed a process before."""
         alive = [p for p in self._procs if p.process.is_alive()] or self._procs
-        proc = min(alive, key=lambda p: len(p.tasks))
+        safe = [p for p in alive if not any(t.attempt >= 2 and t.kind == "decode" for t in p.tasks.values())]
+        proc = min(safe or alive, key=lambda p: len(p.tasks))
         try:
             self._send(proc, task, (task.tid, "write", task.segment.name, *task.sources))
         except (OSError, ValueError):  # that process just died: _poll finds it and retries the task
@@ -674,10 +678,14 @@ class DecoderEngine:
         """Give decode tasks to processes with fewer than two, while slots are free."""
         retry = self._retry
         while todo or retry:
+            alone = bool(retry) and retry[-1].attempt >= 2  # a suspect runs alone: only its own file is at risk
             with self._lock:
                 if not self._free_slots:
                     return
-                procs = [p for p in self._procs if p.process.is_alive() and p.decode_tasks() < 2]
+                procs = [p for p in self._procs if p.process.is_alive() and p.decode_tasks() < 2
+                         and not any(t.attempt >= 2 and t.kind == "decode" for t in p.tasks.values())]
+                if alone:
+                    procs = [p for p in procs if not p.tasks]
                 if not procs:
                     return
                 proc = min(procs, key=lambda p: len(p.tasks))
@@ -779,6 +787,7 @@ class DecoderEngine:
             self._procs.remove(proc)
             tasks = list(proc.tasks.values())
             proc.tasks.clear()
+        proc.process.join(1.0)
         code = proc.process.exitcode
         how = f"killed by signal {-code} ({signal.Signals(-code).name})" if code is not None and code < 0 else \
             f"exit status {code}"
@@ -801,11 +810,12 @@ class DecoderEngine:
                     for s in reversed(task.sources):
                         self._retry.append(_Task(tid=next(self._tids), kind="decode", sources=[s], attempt=2))
             else:
-                if task.attempt >= 2 or self._stop.is_set() and not self._procs:
+                # a write kills no process by itself (the file that did shares the process): up to 3 tries
+                if task.attempt >= WRITE_ATTEMPTS or self._stop.is_set() and not self._procs:
                     self._drop_segment(task.segment)
                     for it in task.items:
                         self._results.put(self._failed(it.source, f"the process writing this output died ({how}), "
-                                                                  "and again when it was retried", decoded=it))
+                                                                  f"{WRITE_ATTEMPTS} times", decoded=it))
                 else:
                     task.attempt += 1
                     task.tid = next(self._tids)
