@@ -122,6 +122,8 @@ class Computer:
         self.out_dtype = np.dtype(settings.out_dtype)
         self.cpu_fallbacks = 0
         self.splits = 0
+        #: device time of the batches launched through :meth:`launch` (CUDA events; the stand-in's model)
+        self.device_seconds = 0.0
         self._buffer = np.empty(0, dtype=np.float32)
 
     @property
@@ -176,8 +178,11 @@ class Computer:
     def collect(self, pending) -> list[Computed]:
         if pending[0] == "done":
             return pending[1]
-        _, batch, out_host, done = pending
+        _, batch, out_host, start, done = pending
         done.synchronize()
+        import cupy
+
+        self.device_seconds += cupy.cuda.get_elapsed_time(start, done) / 1e3
         return self._split(out_host, batch.items)
 
     def _launch_cuda(self, batch: Batch, batch_input: np.ndarray):
@@ -193,6 +198,7 @@ class Computer:
                 if getattr(self, "_streams", None) is None:
                     self._streams = (cupy.cuda.Stream(non_blocking=True), cupy.cuda.Stream(non_blocking=True))
                 copy, compute = self._streams
+                start = copy.record()
                 x = cupy.empty(batch_input.shape, dtype=cupy.float32)
                 x.set(batch_input, stream=copy)
                 compute.wait_event(copy.record())
@@ -201,7 +207,7 @@ class Computer:
                 out = self.host_buffer(int(y.size)).reshape(y.shape).view(np.dtype(y.dtype.name)) \
                     if y.dtype == cupy.float32 else np.empty(y.shape, dtype=y.dtype.name)
                 y.get(stream=compute, out=out)
-                return ("cuda", batch, out, compute.record())
+                return ("cuda", batch, out, start, compute.record())
         except Exception as e:  # noqa: BLE001 - e.g. out of memory: the synchronous path splits the batch
             if is_out_of_memory(e):
                 _free_gpu_memory()
@@ -281,14 +287,13 @@ class StandInComputer(Computer):
     samples of the batch; batches queue one after the other, as on one device), sleeping meanwhile, so
     that an engine can be measured as if a GPU drove it on a machine without one. Its outputs have the
     real shapes and dtype but are zero-filled: it measures the engine (decoding, batching, writing),
-    never the features. ``busy_seconds`` is the device time it modelled.
+    never the features. ``device_seconds`` is the device time it modelled.
     """
 
     def __init__(self, settings: CorpusSettings, rate: float = STAND_IN_RATE):
         super().__init__(settings, device="cpu")
         self.rate = float(rate)
         self.device = f"stand-in:{self.rate:g}"
-        self.busy_seconds = 0.0
         self._free_at = 0.0
 
     @property
@@ -303,7 +308,7 @@ class StandInComputer(Computer):
         import time
 
         t = self.seconds(batch)
-        self.busy_seconds += t
+        self.device_seconds += t
         self._free_at = max(time.monotonic(), self._free_at) + t
         return ("stand-in", batch, self._free_at)
 
