@@ -12,7 +12,9 @@ A B A B in one process so that the machine's load falls on both alike:
   writes on (serialize, SHA-256, fsync, rename), into a fresh OUT_DIR each time.
 
 Reported per N: files/s of each (median and range), their ratio, and the driving process's CPU time
-per file during the engine's run (all its threads: an upper bound of the time it holds its GIL).
+per file during the engine's run (all its threads: an upper bound of the time it holds its GIL), and
+the CPU time per file of the decode processes in each (load-independent: on a busy machine the
+files/s of both move with the load, their CPU per file does not).
 Prints a Markdown table and, with ``--json PATH``, writes the figures.
 """
 
@@ -61,40 +63,50 @@ def _decode_task(sources) -> int:
     return n
 
 
-def decode_only(sources, settings, workers: int) -> float:
-    """Seconds to decode every source with ``workers`` forked processes, tasks of the engine's size."""
+def _children_cpu() -> float:
+    import resource
+
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def decode_only(sources, settings, workers: int) -> tuple[float, float]:
+    """(seconds, CPU seconds of the processes) to decode every source with ``workers`` forked processes, in
+    tasks of the engine's size."""
     from arraymel.corpus.decoders import TASK_FILES
 
     global _SETTINGS
     _SETTINGS = settings
     tasks = [sources[i:i + TASK_FILES] for i in range(0, len(sources), TASK_FILES)]
     ctx = multiprocessing.get_context("fork")
-    with ctx.Pool(workers) as pool:
-        pool.map(_decode_task, tasks[:workers])  # started and warm
-        t = time.perf_counter()
-        total = sum(pool.imap_unordered(_decode_task, tasks))
-        wall = time.perf_counter() - t
+    c0 = _children_cpu()
+    pool = ctx.Pool(workers)
+    t = time.perf_counter()
+    total = sum(pool.imap_unordered(_decode_task, tasks))
+    wall = time.perf_counter() - t
+    pool.close()
+    pool.join()
     assert total == len(sources) * 160000
-    return wall
+    return wall, _children_cpu() - c0
 
 
-def engine_run(in_dir: str, out_dir: str, settings, workers: int) -> tuple[float, float, int]:
-    """(seconds of the whole run, CPU seconds of this process during it, files ok)."""
+def engine_run(in_dir: str, out_dir: str, settings, workers: int) -> tuple[float, float, float, int]:
+    """(seconds of the whole run, CPU seconds of this process during it, of its decode processes, files ok)."""
     from arraymel.corpus.runner import RunOptions, run
 
     shutil.rmtree(out_dir, ignore_errors=True)
     opts = RunOptions(in_dir=in_dir, out_dir=out_dir, settings=settings, engine="decoders", decode_workers=workers,
                       quiet=True)
-    c0, t0 = time.process_time(), time.perf_counter()
+    c0, k0, t0 = time.process_time(), _children_cpu(), time.perf_counter()
     rc = run(opts)
-    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    wall, cpu, kids = time.perf_counter() - t0, time.process_time() - c0, _children_cpu() - k0
     assert rc == 0, rc
     import sqlite3
 
     db = sqlite3.connect(os.path.join(out_dir, "manifest.sqlite"))
     ok = db.execute("SELECT COUNT(*) FROM files WHERE status = 'ok'").fetchone()[0]
     db.close()
-    return wall, cpu, ok
+    return wall, cpu, kids, ok
 
 
 def main(argv=None) -> int:
@@ -105,6 +117,8 @@ def main(argv=None) -> int:
     ap.add_argument("--format", choices=("flac", "wav", "ogg"), default="flac")
     ap.add_argument("--rate", type=float, default=1400.0, help="the stand-in's audio-hours/s")
     ap.add_argument("--json", metavar="PATH")
+    ap.add_argument("--out-root", metavar="DIR", help="where the engine's OUT_DIR goes (default: beside the tree; "
+                                                      "/dev/shm: writes without a disk's fsync cost)")
     args = ap.parse_args(argv)
 
     from arraymel.corpus.discover import default_include, walk
@@ -117,33 +131,44 @@ def main(argv=None) -> int:
         settings = CorpusSettings.create({}, device=f"stand-in:{args.rate:g}")
         sources = walk(in_dir, os.path.join(root, "out"), default_include(), ()).sources
         load = open("/proc/loadavg").read().split()[:3] if os.path.exists("/proc/loadavg") else []
+        out_dir = os.path.join(args.out_root or root, f"arraymel-decoders-out-{os.getpid()}")
         rows = []
         for n in args.workers:
-            dec, eng, cpu = [], [], []
+            dec, eng, cpu, dec_cpu, eng_cpu = [], [], [], [], []
             for _ in range(args.reps):  # interleaved: A B A B
-                dec.append(len(sources) / decode_only(sources, settings, n))
-                wall, c, ok = engine_run(in_dir, os.path.join(root, "out"), settings, n)
+                wall, kids = decode_only(sources, settings, n)
+                dec.append(len(sources) / wall)
+                dec_cpu.append(kids / len(sources) * 1e3)
+                wall, c, kids, ok = engine_run(in_dir, out_dir, settings, n)
                 assert ok == len(sources)
                 eng.append(ok / wall)
                 cpu.append(c / ok * 1e3)
+                eng_cpu.append(kids / ok * 1e3)
             rows.append(dict(workers=n, decode_only_files_s=statistics.median(dec), decode_only_range=[min(dec), max(dec)],
                              engine_files_s=statistics.median(eng), engine_range=[min(eng), max(eng)],
                              ratio=statistics.median(eng) / statistics.median(dec),
-                             parent_cpu_ms_per_file=statistics.median(cpu)))
+                             parent_cpu_ms_per_file=statistics.median(cpu),
+                             decode_only_cpu_ms_per_file=statistics.median(dec_cpu),
+                             engine_decoders_cpu_ms_per_file=statistics.median(eng_cpu)))
         load_after = open("/proc/loadavg").read().split()[:3] if os.path.exists("/proc/loadavg") else []
     finally:
         shutil.rmtree(root, ignore_errors=True)
+        if args.out_root:
+            shutil.rmtree(out_dir, ignore_errors=True)
     cmd = "python benchmarks/corpus_decoders.py " + " ".join(argv if argv is not None else sys.argv[1:])
     print(f"\n{args.files} x 10 s {args.format.upper()} 16 kHz mono; stand-in at {args.rate:g} audio-h/s; "
+          f"OUT_DIR on {'tmpfs' if (args.out_root or '').startswith('/dev/shm') else 'the tree disk'}; "
           f"{args.reps} interleaved reps; load average before {' '.join(load)}, after {' '.join(load_after)}")
     print(f"command: {cmd.strip()}\n")
     print("| decode processes | decode only, files/s (range) | engine with writes, files/s (range) | engine / decode "
-          "only | driver CPU per file |")
-    print("|---|---|---|---|---|")
+          "only | CPU per file: decoding alone | CPU per file: engine's decode processes (decode + write) | "
+          "CPU per file: the driver |")
+    print("|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['workers']} | {r['decode_only_files_s']:.0f} ({r['decode_only_range'][0]:.0f}-"
               f"{r['decode_only_range'][1]:.0f}) | {r['engine_files_s']:.0f} ({r['engine_range'][0]:.0f}-"
-              f"{r['engine_range'][1]:.0f}) | {100 * r['ratio']:.0f}% | {r['parent_cpu_ms_per_file']:.3f} ms |")
+              f"{r['engine_range'][1]:.0f}) | {100 * r['ratio']:.0f}% | {r['decode_only_cpu_ms_per_file']:.2f} ms | "
+              f"{r['engine_decoders_cpu_ms_per_file']:.2f} ms | {r['parent_cpu_ms_per_file']:.3f} ms |")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(dict(rows=rows, files=args.files, format=args.format, rate=args.rate, load_before=load,
