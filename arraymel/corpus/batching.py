@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from arraymel._config import MelConfig
+from arraymel import MelConfig
 
 #: Significant bits kept when rounding a row length up (bucket spacing 1/32 of an octave).
 SIGNIFICANT_BITS = 6
