@@ -204,9 +204,14 @@ class Computer:
                 compute.wait_event(copy.record())
                 with compute:
                     y = self.mel(x, output="device")
-                out = self.host_buffer(int(y.size)).reshape(y.shape).view(np.dtype(y.dtype.name)) \
-                    if y.dtype == cupy.float32 else np.empty(y.shape, dtype=y.dtype.name)
-                y.get(stream=compute, out=out)
+                if y.dtype == cupy.float32:  # into pinned memory, without waiting (CuPy >= 13: blocking=False)
+                    out = self.host_buffer(int(y.size)).reshape(y.shape)
+                    try:
+                        y.get(stream=compute, out=out, blocking=False)
+                    except TypeError:
+                        y.get(stream=compute, out=out)
+                else:
+                    out = y.get(stream=compute)
                 return ("cuda", batch, out, start, compute.record())
         except Exception as e:  # noqa: BLE001 - e.g. out of memory: the synchronous path splits the batch
             if is_out_of_memory(e):
