@@ -245,7 +245,7 @@ def test_no_segment_is_left_after_ctrl_c_or_a_killed_driver(slow_tree, tmp_path,
 def test_the_stand_in_device(slow_tree, tmp_path):
     """``--device stand-in``: the GPU's batch sizes and time, zero-filled outputs of the right shapes."""
     rc, stdout, _ = corpus_cli(slow_tree, str(tmp_path / "out"), *MEL, "--device", "stand-in:50", "--decode-workers", "1")
-    assert rc == 0 and "stand-in:50 (1 decode processes)" in stdout
+    assert rc == 0 and "stand-in:50 (1 decode processes + a writer process)" in stdout
     r = rows(str(tmp_path / "out"))
     assert len(r) == 60
     for k, row in r.items():

@@ -5,15 +5,18 @@
     sources --> tasks of a few files --> N decode processes (each: libsndfile, soxr, the padded row,
             written straight into a shared-memory slot)  --> the driver (this process): length buckets
             --> compute thread: batch built in pinned host memory, launched (H2D on its own stream)
-            --> outputs copied into one shared-memory segment per batch --> a write task to a decode
-            process (serialize, SHA-256, write, fsync, rename) --> records, handed to the caller
+            --> outputs copied into one shared-memory segment per batch --> a write task (serialize,
+            SHA-256, write, fsync, rename) to the writer process, or to a decode process when the
+            writer has two queued --> records, handed to the caller
 
 Why processes: at GPU speed the job is bound by decoding (about 2 ms of CPU per 10 s FLAC file, a
 GPU computes it in microseconds), and one Python process that decodes in threads caps far below
 what the cores of a GPU host decode; its GIL also serialises the per-file work (bucketing, hashing,
 writing). Here every decoding core runs its own interpreter, audio never crosses a pipe (only file
-names, offsets and records are pickled), and the per-file work of writing runs in the decode
-processes too, so the driver only assembles batches and launches them.
+names, offsets and records are pickled), and the per-file work of writing (serializing, hashing,
+fsync: about 0.7 ms of CPU per output on a disk, a third of decoding a FLAC file) runs in a writer
+process, which shares the core the driver leaves mostly idle, and in the decode processes when that
+one cannot keep up (many decode processes); the driver only assembles batches and launches them.
 
 Shared memory: the driver creates every segment (``multiprocessing.shared_memory``, names starting
 with :data:`SHM_PREFIX`) and removes it; decode processes attach without registering it, so only
@@ -251,6 +254,8 @@ class _Worker:
         return records
 
 
+#: Write tasks the writer process may hold before the decode processes take the next ones.
+WRITER_QUEUE = 2
 #: Tries of a write task whose process died.
 WRITE_ATTEMPTS = 3
 #: Writer threads in each decode process: fsync waits (milliseconds on a disk) overlap decoding.
@@ -328,6 +333,7 @@ class _Proc:
     process: Any
     conn: Any
     tasks: dict = dataclasses.field(default_factory=dict)  # tid -> _Task
+    writer: bool = False  # the writer process: write tasks only
 
     def decode_tasks(self) -> int:
         return sum(1 for t in self.tasks.values() if t.kind == "decode")
@@ -342,7 +348,7 @@ class DecoderEngine:
     """
 
     def __init__(self, settings: CorpusSettings, out_root: str, *, computer: Computer,
-                 decode_workers: int | None = None, slots: int | None = None):
+                 decode_workers: int | None = None, slots: int | None = None, writer: bool = True):
         from arraymel.corpus.chunks import start_method
 
         self.settings = settings
@@ -353,7 +359,7 @@ class DecoderEngine:
         self.bucketer = Bucketer(settings.mel, *batch_limits(settings, computer.device_kind))
         self.config_hash = settings.config_hash
         self.versions_json = json.dumps(versions(computer.device_kind), sort_keys=True)
-        self.device = f"{computer.device} ({self.workers} decode processes)"
+        self.device = f"{computer.device} ({self.workers} decode processes{' + a writer process' if writer else ''})"
         self.crashes = 0
         self.compute_seconds = 0.0
         self.batches = 0
@@ -380,6 +386,8 @@ class DecoderEngine:
         try:
             for _ in range(self.workers):
                 self._procs.append(self._spawn())
+            if writer:
+                self._procs.append(self._spawn(writer=True))
         except BaseException:
             self.close()
             raise
@@ -395,20 +403,20 @@ class DecoderEngine:
         self._segments.pop(seg.name, None)
         try:
             seg.close()
-        except BufferError:  # a view of it is still alive: unlinking frees it once that goes
-            pass
+        except BufferError:  # a view of it is still alive: the memory goes with the last view, the name now
+            seg._buf = seg._mmap = None  # (and SharedMemory.__del__ must not try to close it again)
         try:
             seg.unlink()
         except FileNotFoundError:
             pass
 
-    def _spawn(self) -> _Proc:
+    def _spawn(self, writer: bool = False) -> _Proc:
         parent, child = self._ctx.Pipe(duplex=True)
-        p = self._ctx.Process(target=worker_main, name="arraymel-decode", daemon=True,
+        p = self._ctx.Process(target=worker_main, name="arraymel-write" if writer else "arraymel-decode", daemon=True,
                               args=(child, self.settings, self.out_root, self.versions_json, os.getpid()))
         p.start()
         child.close()
-        return _Proc(process=p, conn=parent)
+        return _Proc(process=p, conn=parent, writer=writer)
 
     def _send(self, proc: _Proc, task: _Task, message: tuple) -> None:
         with self._lock:
@@ -436,6 +444,17 @@ class DecoderEngine:
                 p.conn.send(None)
             except (OSError, ValueError):
                 pass
+        # views of the slots die first (buckets, queued batches), so that each segment can be closed
+        self.bucketer = Bucketer(self.cfg, 1, 1)
+        self._ready.clear()
+        while True:
+            try:
+                self._batch_q.get_nowait()
+            except queue.Empty:
+                break
+        import gc
+
+        gc.collect()
         deadline = time.monotonic() + 5.0
         for p in self._procs:
             p.process.join(max(0.0, deadline - time.monotonic()))
@@ -581,8 +600,12 @@ class DecoderEngine:
         """Send a write task (driver thread only: one thread sends, and every message is small), preferably to a
         process that is not retrying a file which killed a process before."""
         alive = [p for p in self._procs if p.process.is_alive()] or self._procs
-        safe = [p for p in alive if not any(t.attempt >= 2 and t.kind == "decode" for t in p.tasks.values())]
-        proc = min(safe or alive, key=lambda p: len(p.tasks))
+        idle_writer = [p for p in alive if p.writer and len(p.tasks) < WRITER_QUEUE]
+        if idle_writer:  # the writer process first (its core is the driver's); decode processes take the overflow
+            proc = idle_writer[0]
+        else:
+            safe = [p for p in alive if not any(t.attempt >= 2 and t.kind == "decode" for t in p.tasks.values())]
+            proc = min(safe or alive, key=lambda p: len(p.tasks))
         try:
             self._send(proc, task, (task.tid, "write", task.segment.name, *task.sources))
         except (OSError, ValueError):  # that process just died: _poll finds it and retries the task
@@ -682,7 +705,7 @@ class DecoderEngine:
             with self._lock:
                 if not self._free_slots:
                     return
-                procs = [p for p in self._procs if p.process.is_alive() and p.decode_tasks() < 2
+                procs = [p for p in self._procs if not p.writer and p.process.is_alive() and p.decode_tasks() < 2
                          and not any(t.attempt >= 2 and t.kind == "decode" for t in p.tasks.values())]
                 if alone:
                     procs = [p for p in procs if not p.tasks]
@@ -798,7 +821,7 @@ class DecoderEngine:
         if not self._closed:
             self.crashes += 1
             if not self._stop.is_set():
-                self._procs.append(self._spawn())
+                self._procs.append(self._spawn(writer=proc.writer))
         for task in tasks:
             if task.kind == "decode":
                 self._free_slot(task.slot)
