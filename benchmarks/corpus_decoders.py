@@ -161,7 +161,7 @@ def main(argv=None) -> int:
           f"{args.reps} interleaved reps; load average before {' '.join(load)}, after {' '.join(load_after)}")
     print(f"command: {cmd.strip()}\n")
     print("| decode processes | decode only, files/s (range) | engine with writes, files/s (range) | engine / decode "
-          "only | CPU per file: decoding alone | CPU per file: engine's decode processes (decode + write) | "
+          "only | CPU per file: decoding alone | CPU per file: the engine's processes (decode processes + writer) | "
           "CPU per file: the driver |")
     print("|---|---|---|---|---|---|---|")
     for r in rows:
