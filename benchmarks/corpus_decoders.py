@@ -109,6 +109,39 @@ def engine_run(in_dir: str, out_dir: str, settings, workers: int) -> tuple[float
     return wall, cpu, kids, ok
 
 
+def _proc_cpu(pid: int) -> float:
+    """CPU seconds (user + system) of a live process, from /proc."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def engine_roles(in_dir: str, out_dir: str, settings, workers: int) -> dict:
+    """The engine alone (no runner: no manifest, no discovery), CPU per file of each role: the decode
+    processes, the writer process, the driver (all its threads)."""
+    from arraymel.corpus.compute import make_computer
+    from arraymel.corpus.decoders import DecoderEngine
+    from arraymel.corpus.discover import default_include, walk
+    from arraymel.corpus.storage import fsync_dir
+
+    shutil.rmtree(out_dir, ignore_errors=True)
+    sources = walk(in_dir, out_dir, default_include(), ()).sources
+    engine = DecoderEngine(settings, out_dir, computer=make_computer(settings), decode_workers=workers)
+    ok = 0
+    c0, t0 = time.process_time(), time.perf_counter()
+    for group in engine.run(sources):
+        for d in sorted({d for r in group for d in r.sync_dirs}):
+            fsync_dir(d)
+        ok += sum(r.status == "ok" for r in group)
+    wall, driver = time.perf_counter() - t0, time.process_time() - c0
+    procs = list(engine._procs)
+    dec = sum(_proc_cpu(p.process.pid) for p in procs if not p.writer)
+    wri = sum(_proc_cpu(p.process.pid) for p in procs if p.writer)
+    engine.close()
+    assert ok == len(sources) and engine.crashes == 0
+    return dict(files_s=ok / wall, decode_ms=dec / ok * 1e3, writer_ms=wri / ok * 1e3, driver_ms=driver / ok * 1e3)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--files", type=int, default=600)
@@ -134,7 +167,7 @@ def main(argv=None) -> int:
         out_dir = os.path.join(args.out_root or root, f"arraymel-decoders-out-{os.getpid()}")
         rows = []
         for n in args.workers:
-            dec, eng, cpu, dec_cpu, eng_cpu = [], [], [], [], []
+            dec, eng, cpu, dec_cpu, eng_cpu, roles = [], [], [], [], [], []
             for _ in range(args.reps):  # interleaved: A B A B
                 wall, kids = decode_only(sources, settings, n)
                 dec.append(len(sources) / wall)
@@ -144,12 +177,14 @@ def main(argv=None) -> int:
                 eng.append(ok / wall)
                 cpu.append(c / ok * 1e3)
                 eng_cpu.append(kids / ok * 1e3)
+                roles.append(engine_roles(in_dir, out_dir, settings, n))
             rows.append(dict(workers=n, decode_only_files_s=statistics.median(dec), decode_only_range=[min(dec), max(dec)],
                              engine_files_s=statistics.median(eng), engine_range=[min(eng), max(eng)],
                              ratio=statistics.median(eng) / statistics.median(dec),
                              parent_cpu_ms_per_file=statistics.median(cpu),
                              decode_only_cpu_ms_per_file=statistics.median(dec_cpu),
-                             engine_decoders_cpu_ms_per_file=statistics.median(eng_cpu)))
+                             engine_decoders_cpu_ms_per_file=statistics.median(eng_cpu),
+                             engine_alone={k: statistics.median(r[k] for r in roles) for k in roles[0]}))
         load_after = open("/proc/loadavg").read().split()[:3] if os.path.exists("/proc/loadavg") else []
     finally:
         shutil.rmtree(root, ignore_errors=True)
@@ -169,6 +204,14 @@ def main(argv=None) -> int:
               f"{r['decode_only_range'][1]:.0f}) | {r['engine_files_s']:.0f} ({r['engine_range'][0]:.0f}-"
               f"{r['engine_range'][1]:.0f}) | {100 * r['ratio']:.0f}% | {r['decode_only_cpu_ms_per_file']:.2f} ms | "
               f"{r['engine_decoders_cpu_ms_per_file']:.2f} ms | {r['parent_cpu_ms_per_file']:.3f} ms |")
+    print("\nThe engine alone (no runner), CPU per file of each role (medians):\n")
+    print("| decode processes | files/s | decode processes | writer process | driver (all threads) | "
+          "decode processes vs decoding alone |")
+    print("|---|---|---|---|---|---|")
+    for r in rows:
+        e = r["engine_alone"]
+        print(f"| {r['workers']} | {e['files_s']:.0f} | {e['decode_ms']:.2f} ms | {e['writer_ms']:.2f} ms | "
+              f"{e['driver_ms']:.3f} ms | +{100 * (e['decode_ms'] / r['decode_only_cpu_ms_per_file'] - 1):.0f}% |")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(dict(rows=rows, files=args.files, format=args.format, rate=args.rate, load_before=load,

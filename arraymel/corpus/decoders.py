@@ -118,16 +118,16 @@ class _Worker:
         self._mel = None
 
     def segment(self, name: str) -> np.ndarray:
+        """The mapping of the driver's segment ``name`` (kept: slots and output segments are reused; the oldest
+        mappings beyond 64 are dropped, those of segments the driver has since removed among them)."""
         with self._maps_lock:
-            got = self.maps.get(name)
+            got = self.maps.pop(name, None)
             if got is None:
-                got = self.maps[name] = _attach(name)
+                got = _attach(name)
+            self.maps[name] = got  # most recently used last
+            while len(self.maps) > 64:
+                self.maps.pop(next(iter(self.maps)))
             return got[1]
-
-    def forget(self, name: str) -> None:
-        """Drop an output segment's mapping (it closes once no view of it is left)."""
-        with self._maps_lock:
-            self.maps.pop(name, None)
 
     def stream_mel(self, y):
         if self._mel is None:
@@ -250,10 +250,11 @@ class _Worker:
                 shape=tuple(int(s) for s in shape), dtype=dt.name, sha256=sha,
                 config_hash=self.settings.config_hash, versions=self.versions_json, sync_dirs=tuple(dirs)))
         del array, raw
-        self.forget(segment)
         return records
 
 
+#: Output segments kept for reuse once their outputs are written.
+OUTPUT_SEGMENTS = 6
 #: Write tasks the writer process may hold before the decode processes take the next ones.
 WRITER_QUEUE = 2
 #: Tries of a write task whose process died.
@@ -374,6 +375,7 @@ class DecoderEngine:
         self._tids = itertools.count(1)
         self._tag = f"{SHM_PREFIX}{os.getpid()}-{secrets.token_hex(4)}-"
         self._segments: dict[str, shared_memory.SharedMemory] = {}
+        self._free_outputs: list[shared_memory.SharedMemory] = []
         self._seg_n = itertools.count()
         # input slots: big enough for any file that is not streamed (decoded_bytes <= stream_bytes)
         self.slot_bytes = -(-(int(settings.stream_bytes * 1.07) + 4 * 16 * (self.cfg.pad + 4096)) // 4096) * 4096
@@ -398,6 +400,27 @@ class DecoderEngine:
         seg = shared_memory.SharedMemory(name=name, create=True, size=max(64, -(-int(nbytes) // 64) * 64))
         self._segments[seg.name] = seg
         return seg
+
+    def _output_segment(self, nbytes: int) -> shared_memory.SharedMemory:
+        """A free output segment of at least ``nbytes`` (reused: creating one per batch costs more than the batch's
+        own bookkeeping), or a new one of the next power of two above it (at least 4 MiB)."""
+        with self._lock:
+            fits = [s for s in self._free_outputs if s.size >= nbytes]
+            if fits:
+                seg = min(fits, key=lambda s: s.size)
+                self._free_outputs.remove(seg)
+                return seg
+        return self._new_segment(max(4 << 20, 1 << (max(1, int(nbytes)) - 1).bit_length()))
+
+    def _reuse_output(self, seg: shared_memory.SharedMemory) -> None:
+        """``seg``'s outputs are written: keep it for the next batch (the largest few are kept)."""
+        with self._lock:
+            self._free_outputs.append(seg)
+            if len(self._free_outputs) <= OUTPUT_SEGMENTS:
+                return
+            self._free_outputs.sort(key=lambda s: s.size)
+            seg = self._free_outputs.pop(0)
+        self._drop_segment(seg)
 
     def _drop_segment(self, seg: shared_memory.SharedMemory) -> None:
         self._segments.pop(seg.name, None)
@@ -586,7 +609,7 @@ class DecoderEngine:
                                channels=it.channels, samples=it.samples, length=it.length)))
             total += -(-c.array.nbytes // 64) * 64
         index = pickle.dumps(files, protocol=pickle.HIGHEST_PROTOCOL)
-        seg = self._new_segment(total + len(index))
+        seg = self._output_segment(total + len(index))
         raw = np.frombuffer(seg.buf, dtype=np.uint8)
         for c, off in zip(ok, offsets):
             a = np.ascontiguousarray(c.array)
@@ -599,7 +622,7 @@ class DecoderEngine:
     def _dispatch_write(self, task: _Task) -> None:
         """Send a write task (driver thread only: one thread sends, and every message is small), preferably to a
         process that is not retrying a file which killed a process before."""
-        alive = [p for p in self._procs if p.process.is_alive()] or self._procs
+        alive = self._procs  # a dead one is removed by _poll (its sentinel), which then retries its tasks
         idle_writer = [p for p in alive if p.writer and len(p.tasks) < WRITER_QUEUE]
         if idle_writer:  # the writer process first (its core is the driver's); decode processes take the overflow
             proc = idle_writer[0]
@@ -705,7 +728,7 @@ class DecoderEngine:
             with self._lock:
                 if not self._free_slots:
                     return
-                procs = [p for p in self._procs if not p.writer and p.process.is_alive() and p.decode_tasks() < 2
+                procs = [p for p in self._procs if not p.writer and p.decode_tasks() < 2
                          and not any(t.attempt >= 2 and t.kind == "decode" for t in p.tasks.values())]
                 if alone:
                     procs = [p for p in procs if not p.tasks]
@@ -747,7 +770,7 @@ class DecoderEngine:
             else:
                 dead.add(id(sentinels[r]))
         for proc in list(self._procs):
-            if id(proc) in dead or not proc.process.is_alive():
+            if id(proc) in dead:
                 self._crashed(proc)
 
     def _reply(self, proc: _Proc, msg: tuple) -> None:
@@ -762,7 +785,7 @@ class DecoderEngine:
                 self._free_slot(task.slot)
             return
         if task.kind == "write":
-            self._drop_segment(task.segment)
+            self._reuse_output(task.segment)
             if status == "ok":
                 for r in result:
                     self._results.put(r)
