@@ -42,10 +42,10 @@ import itertools
 import json
 import mmap
 import multiprocessing
-import multiprocessing.connection as mpc
 import os
 import queue
 import secrets
+import selectors
 import signal
 import threading
 import time
@@ -329,7 +329,7 @@ class _Task:
     items: list = dataclasses.field(default_factory=list)  # write: the decoded items (for failures)
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(eq=False)  # compared and hashed by identity
 class _Proc:
     process: Any
     conn: Any
@@ -384,6 +384,7 @@ class DecoderEngine:
         self._slot_refs = [0] * len(self._slots)
         self._closed = False
         self._ctx = multiprocessing.get_context(start_method())
+        self._selector = selectors.DefaultSelector()
         self._procs: list[_Proc] = []
         try:
             for _ in range(self.workers):
@@ -439,7 +440,17 @@ class DecoderEngine:
                               args=(child, self.settings, self.out_root, self.versions_json, os.getpid()))
         p.start()
         child.close()
-        return _Proc(process=p, conn=parent, writer=writer)
+        proc = _Proc(process=p, conn=parent, writer=writer)
+        self._selector.register(parent.fileno(), selectors.EVENT_READ, ("reply", proc))
+        self._selector.register(p.sentinel, selectors.EVENT_READ, ("dead", proc))
+        return proc
+
+    def _forget(self, proc: _Proc) -> None:
+        for fd in (proc.conn.fileno(), proc.process.sentinel):
+            try:
+                self._selector.unregister(fd)
+            except (KeyError, ValueError, OSError):
+                pass
 
     def _send(self, proc: _Proc, task: _Task, message: tuple) -> None:
         with self._lock:
@@ -484,7 +495,9 @@ class DecoderEngine:
             if p.process.is_alive():
                 p.process.kill()
                 p.process.join(1.0)
+            self._forget(p)
             p.conn.close()
+        self._selector.close()
         for seg in list(self._segments.values()):
             self._drop_segment(seg)
 
@@ -755,23 +768,21 @@ class DecoderEngine:
                 self._dispatch_write(self._write_q.get_nowait())
             except queue.Empty:
                 break
-        conns = {p.conn: p for p in self._procs}
-        sentinels = {p.process.sentinel: p for p in self._procs}
-        ready = mpc.wait(list(conns) + list(sentinels), timeout)
-        dead = set()
-        for r in ready:
-            if r in conns:
-                proc = conns[r]
-                try:
-                    while proc.conn.poll():
-                        self._reply(proc, proc.conn.recv())
-                except (EOFError, OSError):
-                    dead.add(id(proc))
-            else:
-                dead.add(id(sentinels[r]))
-        for proc in list(self._procs):
-            if id(proc) in dead:
-                self._crashed(proc)
+        dead = []
+        for key, _ in self._selector.select(timeout):  # one selector for the run: no set-up per call
+            what, proc = key.data
+            if what == "dead":
+                dead.append(proc)
+                continue
+            try:
+                while True:
+                    self._reply(proc, proc.conn.recv())
+                    if not proc.conn.poll():
+                        break
+            except (EOFError, OSError):
+                dead.append(proc)
+        for proc in dict.fromkeys(dead):
+            self._crashed(proc)
 
     def _reply(self, proc: _Proc, msg: tuple) -> None:
         tid, status, result = msg
@@ -831,6 +842,7 @@ class DecoderEngine:
             if proc not in self._procs:
                 return
             self._procs.remove(proc)
+            self._forget(proc)
             tasks = list(proc.tasks.values())
             proc.tasks.clear()
         proc.process.join(1.0)
