@@ -256,17 +256,21 @@ class _Worker:
 #: Output segments kept for reuse once their outputs are written.
 OUTPUT_SEGMENTS = 6
 #: Write tasks the writer process may hold before the decode processes take the next ones.
-WRITER_QUEUE = 2
+WRITER_QUEUE = 8
 #: Tries of a write task whose process died.
 WRITE_ATTEMPTS = 3
 #: Writer threads in each decode process: fsync waits (milliseconds on a disk) overlap decoding.
 WRITE_THREADS = 2
+#: ... and in the writer process, which only writes: an fsync waits milliseconds on a disk (about 6 ms
+#: here), so its threads, not its CPU, bound how many outputs per second it writes.
+WRITER_THREADS = 8
 
 
-def worker_main(conn, settings: CorpusSettings, out_root: str, versions_json: str, parent_pid: int) -> None:
+def worker_main(conn, settings: CorpusSettings, out_root: str, versions_json: str, parent_pid: int,
+                write_threads: int = WRITE_THREADS) -> None:
     """A decode process: answers ``(task id, kind, ...)`` messages until ``None`` or the driver's end.
 
-    Decode tasks run on this thread, one after the other; write tasks on :data:`WRITE_THREADS` threads
+    Decode tasks run on this thread, one after the other; write tasks on ``write_threads`` threads
     (serializing and hashing release the GIL for large buffers, writing and fsync always), so that an
     output's fsync never holds up the next decode."""
     import concurrent.futures as cf
@@ -294,7 +298,7 @@ def worker_main(conn, settings: CorpusSettings, out_root: str, versions_json: st
         except (BrokenPipeError, OSError):
             pass
 
-    with cf.ThreadPoolExecutor(WRITE_THREADS, thread_name_prefix="arraymel-write") as writers:
+    with cf.ThreadPoolExecutor(write_threads, thread_name_prefix="arraymel-write") as writers:
         while True:
             try:
                 msg = conn.recv()
@@ -437,7 +441,8 @@ class DecoderEngine:
     def _spawn(self, writer: bool = False) -> _Proc:
         parent, child = self._ctx.Pipe(duplex=True)
         p = self._ctx.Process(target=worker_main, name="arraymel-write" if writer else "arraymel-decode", daemon=True,
-                              args=(child, self.settings, self.out_root, self.versions_json, os.getpid()))
+                              args=(child, self.settings, self.out_root, self.versions_json, os.getpid(),
+                                    WRITER_THREADS if writer else WRITE_THREADS))
         p.start()
         child.close()
         proc = _Proc(process=p, conn=parent, writer=writer)
