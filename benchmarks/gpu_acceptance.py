@@ -181,7 +181,7 @@ def parity(run: Run) -> dict:
     import arraymel
     import oracle
     from f32_floor import float32_bounds
-    from spec_bands import F64_DB, assert_spec_close, db_band_errors
+    from spec_bands import assert_spec_close, db_band_errors
 
     dtypes = ("float32", "float64") if run.emulate else ("float16", "float32", "float64")
     result = {p: {"cases": 0, "failed": [], "max_db": {}} for p in PATHS}
@@ -227,7 +227,6 @@ def parity(run: Run) -> dict:
                     import gpu_emulate
 
                     gpu_emulate.forget()
-    del F64_DB
     for p in PATHS:
         result[p]["ok"] = not result[p]["failed"]
         if run.emulate:
