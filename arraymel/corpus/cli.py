@@ -201,8 +201,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="files shorter than S seconds fail as too short (default 0: any file with a sample)")
     g.add_argument("--workers", type=_positive_int, metavar="N",
                    help="parallel workers (default: the CPUs available): on the CPU, N processes that each decode and "
-                        "compute whole chunks of files; on a GPU, N threads decoding ahead of it; with --dask, decoding "
-                        "threads per task on GPU workers")
+                        "compute whole chunks of files; on a GPU with --engine threads, N threads decoding ahead of it "
+                        "(the default engine there takes --decode-workers); with --dask, decoding threads per task on "
+                        "GPU workers")
 
     g.add_argument("--decode-workers", type=_positive_int, metavar="N",
                    help="on a GPU (or --device stand-in): N decode processes feeding it through shared memory "
