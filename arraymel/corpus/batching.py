@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from arraymel._config import MelConfig
+from arraymel import MelConfig
 
 #: Significant bits kept when rounding a row length up (bucket spacing 1/32 of an octave).
 SIGNIFICANT_BITS = 6
@@ -84,18 +84,22 @@ class Batch:
     def samples(self) -> int:
         return self.rows * self.length
 
-    def build(self, cfg: MelConfig, buffer: np.ndarray | None = None, signal_step: Any = None) -> np.ndarray:
+    def build(self, cfg: MelConfig, buffer: np.ndarray | None = None, signal_step: Any = None,
+              copy: bool = False) -> np.ndarray:
         """The ``(rows, length)`` float32 input of this batch (see the module docstring).
 
         ``buffer``: a flat float32 array of at least ``rows * length`` elements to build it in
         (reused between batches: allocating fresh zeroed memory for every batch costs page faults);
         a new array is allocated without it. ``signal_step``: a preset's step on each file's signal
         (``(x, xp) -> x``, :class:`arraymel.presets.Preset`), applied before the file's padding.
+        ``copy``: always build in ``buffer``, never return an item's own row (whose memory is released
+        once the batch is built). An item whose ``row`` is already padded to ``length`` (``(length,)``
+        or ``(rows, length)``: decoded straight into its padded row) is copied whole.
         """
         rows, length = self.rows, self.length
-        if len(self.items) == 1 and signal_step is None:
+        if len(self.items) == 1 and signal_step is None and not copy:
             row = getattr(self.items[0], "row", None)
-            if row is not None and row.shape[-1] == length:
+            if row is not None and row.ndim == 1 and row.shape[-1] == length:
                 return row.reshape(1, length)  # read straight into place by the decoder: no copy
         if buffer is None:
             out = np.empty((rows, length), dtype=np.float32)
@@ -103,6 +107,12 @@ class Batch:
             out = buffer[: rows * length].reshape(rows, length)
         r = 0
         for it in self.items:
+            row = getattr(it, "row", None)
+            if signal_step is None and row is not None and row.shape[-1] == length:
+                k = it.audio.shape[0]
+                out[r : r + k] = row  # already the file, its right extension and zeros
+                r += k
+                continue
             a = it.audio if signal_step is None else signal_step(it.audio, np)
             k, n = a.shape
             out[r : r + k, :n] = a

@@ -201,8 +201,17 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="files shorter than S seconds fail as too short (default 0: any file with a sample)")
     g.add_argument("--workers", type=_positive_int, metavar="N",
                    help="parallel workers (default: the CPUs available): on the CPU, N processes that each decode and "
-                        "compute whole chunks of files; on a GPU, N threads decoding ahead of it; with --dask, decoding "
-                        "threads per task on GPU workers")
+                        "compute whole chunks of files; on a GPU with --engine threads, N threads decoding ahead of it "
+                        "(the default engine there takes --decode-workers); with --dask, decoding threads per task on "
+                        "GPU workers")
+
+    g.add_argument("--decode-workers", type=_positive_int, metavar="N",
+                   help="on a GPU (or --device stand-in): N decode processes feeding it through shared memory "
+                        "(default: the CPUs available less one)")
+    g.add_argument("--engine", choices=("auto", "processes", "decoders", "threads"), default="auto",
+                   help="auto (default): processes on the CPU, decoders on a GPU; processes: worker processes that "
+                        "decode and compute whole chunks (CPU only); decoders: decode processes feeding one device; "
+                        "threads: decoding threads feeding one device in this process")
 
     g = p.add_argument_group("mel configuration (as arraymel.mel_spectrogram; top_db is always per file)")
     g.add_argument("--config", metavar="FILE",
@@ -232,7 +241,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         "capped to fit")
     g.add_argument("--device", default="auto", metavar="DEV",
                    help="auto (the first GPU if CuPy sees one, else the CPU), cpu, cuda or cuda:N (default auto); on a "
-                        "GPU out-of-memory error the batch is split and retried")
+                        "GPU out-of-memory error the batch is split and retried; stand-in[:RATE]: no device, a batch "
+                        "takes the time a GPU computing RATE audio-hours/s (default 1400) would, outputs zero-filled "
+                        "(measures the engine, not the features)")
 
     g = p.add_argument_group("resuming and failures")
     g.add_argument("--force", action="store_true",
@@ -318,7 +329,8 @@ def run_from_args(args: argparse.Namespace) -> int:
     opts = RunOptions(
         in_dir=args.in_dir, out_dir=args.out_dir, settings=settings,
         include=tuple(args.include) if args.include else None, exclude=tuple(args.exclude or ()),
-        files_list=args.files, workers=args.workers, force=args.force, verify=args.verify,
+        files_list=args.files, workers=args.workers, engine=args.engine, decode_workers=args.decode_workers,
+        force=args.force, verify=args.verify,
         max_failures=args.max_failures, dask=args.dask, prune=args.prune, debug=args.debug, quiet=args.quiet,
         progress_interval=args.progress_interval,
         options={k: v for k, v in vars(args).items() if not k.startswith("_") and k != "func"},

@@ -25,13 +25,38 @@ class DeviceError(Exception):
     """The requested device cannot be used (the run stops with status 1)."""
 
 
+#: ``--device stand-in``: the device time of a batch at this many audio-hours per second (the fused
+#: kernel's model on an H100, docs/gpu.md).
+STAND_IN_RATE = 1400.0
+
+
+def parse_stand_in(device: str) -> float | None:
+    """The rate (audio-hours/s) of ``stand-in`` / ``stand-in:RATE``; None for any other device."""
+    d = (device or "").strip().lower()
+    if not (d == "stand-in" or d.startswith("stand-in:")):
+        return None
+    if d == "stand-in":
+        return STAND_IN_RATE
+    try:
+        rate = float(d.split(":", 1)[1])
+    except ValueError:
+        rate = float("nan")
+    if not rate > 0 or rate == float("inf"):
+        raise DeviceError(f"--device {device!r}: stand-in:RATE needs a positive number of audio-hours per second.")
+    return rate
+
+
 def resolve_device(device: str) -> str:
-    """``"cpu"`` or ``"cuda:N"`` for ``--device auto|cpu|cuda|cuda:N``; checks that a GPU exists."""
+    """``"cpu"``, ``"cuda:N"`` or ``"stand-in:RATE"`` for ``--device auto|cpu|cuda|cuda:N|stand-in[:RATE]``;
+    checks that a GPU exists."""
     d = (device or "auto").strip().lower()
     if d == "cpu":
         return "cpu"
+    rate = parse_stand_in(d)
+    if rate is not None:
+        return f"stand-in:{rate:g}"
     if d not in ("auto", "cuda", "gpu") and not d.startswith(("cuda:", "gpu:")):
-        raise DeviceError(f"--device {device!r}: must be auto, cpu, cuda or cuda:N.")
+        raise DeviceError(f"--device {device!r}: must be auto, cpu, cuda, cuda:N or stand-in[:RATE].")
     index = 0
     if ":" in d:
         try:
@@ -97,13 +122,23 @@ class Computer:
         self.out_dtype = np.dtype(settings.out_dtype)
         self.cpu_fallbacks = 0
         self.splits = 0
+        #: device time of the batches launched through :meth:`launch` (CUDA events; the stand-in's model)
+        self.device_seconds = 0.0
         self._buffer = np.empty(0, dtype=np.float32)
 
     @property
     def device_kind(self) -> str:
         return "cuda" if self.device.startswith("cuda") else "cpu"
 
-    def __call__(self, batch: Batch) -> list[Computed]:
+    def __call__(self, batch: Batch, batch_input: np.ndarray | None = None) -> list[Computed]:
+        """The outputs of ``batch`` (``batch_input``: its rows, already built; built here without it)."""
+        self._built = None if batch_input is None else (batch, batch_input)
+        try:
+            return self._call(batch)
+        finally:
+            self._built = None
+
+    def _call(self, batch: Batch) -> list[Computed]:
         cfg = self.cfg
         if not cfg.center:  # frames without centring (Kaldi's): a file shorter than one frame has none
             short = [it for it in batch.items if it.length < cfg.sequence_length]
@@ -114,11 +149,84 @@ class Computer:
                 return errors + (self._run(batch.length, rest, self.device) if rest else [])
         return self._run(batch.length, batch.items, self.device)
 
+    # ------------------------------------------------------------------ the engines' two-step interface
+    def host_buffer(self, n: int) -> np.ndarray:
+        """A flat float32 host buffer of ``n`` elements to build a batch in: page-locked (pinned) on a GPU, so
+        that its copy to the device is asynchronous; plain memory elsewhere."""
+        if self.device_kind == "cuda":
+            try:
+                import cupy
+
+                mem = cupy.cuda.alloc_pinned_memory(max(1, n) * 4)
+                return np.frombuffer(mem, dtype=np.float32, count=n)
+            except Exception:  # noqa: BLE001 - no pinned memory: pageable works, synchronously
+                pass
+        return np.empty(n, dtype=np.float32)
+
+    def launch(self, batch: Batch, batch_input: np.ndarray):
+        """Start computing ``batch`` (its rows built in ``batch_input``); :meth:`collect` returns the outputs.
+
+        On a GPU the host-to-device copy goes on a copy stream of its own and the computation waits for it
+        on the device, so the engine builds and launches the next batch while this one computes; here the
+        computation runs at once (the CPU, or a GPU through the library's synchronous call)."""
+        if self.device_kind == "cuda":
+            pending = self._launch_cuda(batch, batch_input)
+            if pending is not None:
+                return pending
+        return ("done", self(batch, batch_input))
+
+    def collect(self, pending) -> list[Computed]:
+        if pending[0] == "done":
+            return pending[1]
+        _, batch, out_host, start, done = pending
+        done.synchronize()
+        import cupy
+
+        self.device_seconds += cupy.cuda.get_elapsed_time(start, done) / 1e3
+        return self._split(out_host, batch.items)
+
+    def _launch_cuda(self, batch: Batch, batch_input: np.ndarray):
+        """H2D on the copy stream, the mel computation on the compute stream after it, D2H into pinned memory;
+        None when anything is unusual (the synchronous path then handles splitting and fallbacks)."""
+        cfg = self.cfg
+        if not cfg.center or self.settings.preset_obj is not None:
+            return None
+        try:
+            import cupy
+
+            with cupy.cuda.Device(int(self.device.split(":")[1])):
+                if getattr(self, "_streams", None) is None:
+                    self._streams = (cupy.cuda.Stream(non_blocking=True), cupy.cuda.Stream(non_blocking=True))
+                copy, compute = self._streams
+                start = copy.record()
+                x = cupy.empty(batch_input.shape, dtype=cupy.float32)
+                x.set(batch_input, stream=copy)
+                compute.wait_event(copy.record())
+                with compute:
+                    y = self.mel(x, output="device")
+                if y.dtype == cupy.float32:  # into pinned memory, without waiting (CuPy >= 13: blocking=False)
+                    out = self.host_buffer(int(y.size)).reshape(y.shape)
+                    try:
+                        y.get(stream=compute, out=out, blocking=False)
+                    except TypeError:
+                        y.get(stream=compute, out=out)
+                else:
+                    out = y.get(stream=compute)
+                return ("cuda", batch, out, start, compute.record())
+        except Exception as e:  # noqa: BLE001 - e.g. out of memory: the synchronous path splits the batch
+            if is_out_of_memory(e):
+                _free_gpu_memory()
+            return None
+
     def _mel(self, batch_input: np.ndarray, device: str) -> np.ndarray:
         return self.mel(batch_input, device=device, output="numpy")
 
     def _input(self, batch: Batch) -> np.ndarray:
         """The batch's rows, built in a buffer reused from batch to batch (one compute thread per Computer)."""
+        built = getattr(self, "_built", None)
+        if built is not None and built[0].length == batch.length and len(built[0].items) == len(batch.items) \
+                and all(a is b for a, b in zip(built[0].items, batch.items)):
+            return built[1]
         need = batch.rows * batch.length
         if self._buffer.size < need:
             self._buffer = np.empty(max(need, int(self._buffer.size * 1.25)), dtype=np.float32)
@@ -174,3 +282,69 @@ class Computer:
                 continue
             out.append(Computed(it, array=a))
         return out
+
+
+class StandInComputer(Computer):
+    """A CPU stand-in for a GPU (``--device stand-in[:RATE]``): the GPU's batch sizes, the GPU's time, no GPU.
+
+    It takes batches as the GPU path does (``device_kind == "cuda"``: the GPU's ``--batch-seconds``) and
+    returns each one once the device would have finished it at ``rate`` audio-hours per second (padded
+    samples of the batch; batches queue one after the other, as on one device), sleeping meanwhile, so
+    that an engine can be measured as if a GPU drove it on a machine without one. Its outputs have the
+    real shapes and dtype but are zero-filled: it measures the engine (decoding, batching, writing),
+    never the features. ``device_seconds`` is the device time it modelled.
+    """
+
+    def __init__(self, settings: CorpusSettings, rate: float = STAND_IN_RATE):
+        super().__init__(settings, device="cpu")
+        self.rate = float(rate)
+        self.device = f"stand-in:{self.rate:g}"
+        self._free_at = 0.0
+
+    @property
+    def device_kind(self) -> str:
+        return "cuda"
+
+    def seconds(self, batch: Batch) -> float:
+        """The modelled device time of ``batch``."""
+        return batch.samples / float(self.cfg.sampling_rate) / 3600.0 / self.rate
+
+    def launch(self, batch: Batch, batch_input: np.ndarray):
+        import time
+
+        t = self.seconds(batch)
+        self.device_seconds += t
+        self._free_at = max(time.monotonic(), self._free_at) + t
+        return ("stand-in", batch, self._free_at)
+
+    def collect(self, pending) -> list[Computed]:
+        import time
+
+        _, batch, ready = pending
+        wait = ready - time.monotonic()
+        if wait > 0:
+            time.sleep(wait)
+        return self._placeholder(batch)
+
+    def __call__(self, batch: Batch, batch_input: np.ndarray | None = None) -> list[Computed]:
+        return self.collect(self.launch(batch, batch_input))
+
+    def _placeholder(self, batch: Batch) -> list[Computed]:
+        cfg, out = self.cfg, []
+        for it in batch.items:
+            k = it.audio.shape[0]
+            shape = (cfg.num_mel_bins, cfg.n_frames(it.length))
+            if self.settings.channels == "all":
+                shape = (k, *shape)
+            out.append(Computed(it, array=np.zeros(shape, dtype=self.out_dtype)))
+        return out
+
+
+def make_computer(settings: CorpusSettings, device: str | None = None) -> Computer:
+    """The :class:`Computer` for ``device`` (``resolve_device``'s form): a :class:`StandInComputer` for
+    ``stand-in:RATE``."""
+    device = device or resolve_device(settings.device)
+    rate = parse_stand_in(device)
+    if rate is not None:
+        return StandInComputer(settings, rate)
+    return Computer(settings, device=device)

@@ -8,8 +8,8 @@ recognise, a decoder error, a stream shorter than its header declares (truncated
 non-finite samples, a file shorter than ``--min-seconds``, a rate mismatch under
 ``--no-resample``, or a source that changed while it was being read.
 
-Decoding runs in a pool of threads: libsndfile and soxr release the GIL, so threads decode in
-parallel without copying the audio between processes.
+Decoding runs in a pool of threads (the threaded pipeline: libsndfile and soxr release the GIL) or
+in decode processes that read straight into shared memory (:mod:`arraymel.corpus.decoders`).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import contextlib
 import dataclasses
 import os
 import re
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -48,7 +48,8 @@ class Decoded:
     samples: int  # of the source, per channel
     size: int  # of the source when read
     mtime_ns: int
-    #: the padded batch row (``audio`` is a view of its start) when the file was read straight into it
+    #: the padded batch row(s) (``audio`` is a view of their start) when the file was read straight into
+    #: them: ``(length,)``, or ``(rows, length)`` in a decode process's shared-memory slot
     row: np.ndarray | None = None
 
     @property
@@ -196,8 +197,13 @@ def decode(source: Source, settings: CorpusSettings) -> Decoded:
         return read_whole(opened, settings)
 
 
-def read_whole(opened: Opened, settings: CorpusSettings) -> Decoded:
-    """The whole decoded file of an :class:`Opened` source, or :class:`DecodeFailure`."""
+def read_whole(opened: Opened, settings: CorpusSettings, alloc: Callable[[int], np.ndarray | None] | None = None
+               ) -> Decoded:
+    """The whole decoded file of an :class:`Opened` source, or :class:`DecodeFailure`.
+
+    ``alloc(n)``: where to read a mono file at the configured rate (a float32 array of ``n`` elements,
+    e.g. a view of a shared-memory slot), or None to allocate it here.
+    """
     import soundfile as sf
 
     source, f, st0, meta = opened.source, opened.file, opened.st0, opened.meta
@@ -209,7 +215,10 @@ def read_whole(opened: Opened, settings: CorpusSettings) -> Decoded:
     row = None
     try:
         if direct:
-            row = np.empty(row_length(declared, settings.mel), dtype=np.float32)
+            n_row = row_length(declared, settings.mel)
+            row = alloc(n_row) if alloc is not None else None
+            if row is None:
+                row = np.empty(n_row, dtype=np.float32)
             data = f.read(frames=declared, out=row[:declared])[:, None]
             more = f.read(dtype="float32", always_2d=True)  # a header that under-counts: read the rest too
             if more.shape[0]:

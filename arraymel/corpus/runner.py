@@ -53,7 +53,9 @@ class RunOptions:
     exclude: tuple[str, ...] = ()
     files_list: str | None = None
     workers: int | None = None  # CPU: worker processes; GPU: decoding threads; None: the CPUs available
-    engine: str = "auto"  # "auto", "processes" (CPU) or "threads" (the threaded pipeline; GPU default)
+    engine: str = "auto"  # "auto", "processes" (CPU), "decoders" (decode processes feeding a GPU or the stand-in;
+    # the default there) or "threads" (the threaded pipeline)
+    decode_workers: int | None = None  # "decoders": decode processes; None: the CPUs available less one
     force: bool = False
     verify: str = "sha256"
     max_failures: int | None = None
@@ -375,7 +377,14 @@ def _engine(opts: RunOptions, settings: CorpusSettings, out_root: str, writer: W
     workers = opts.workers or _cpu_count()
     kind = opts.engine
     if kind == "auto":
-        kind = "threads" if device.startswith("cuda") else "processes"
+        kind = "processes" if device == "cpu" else "decoders"
+    if kind == "decoders":
+        from arraymel.corpus.compute import make_computer
+        from arraymel.corpus.decoders import DecoderEngine
+
+        engine = DecoderEngine(settings, out_root, computer=make_computer(settings, device),
+                               decode_workers=opts.decode_workers)
+        return engine, engine.device, "local decode processes"
     if kind == "processes":
         if device != "cpu":
             raise ValueError("the process engine computes on the CPU only")
@@ -383,10 +392,10 @@ def _engine(opts: RunOptions, settings: CorpusSettings, out_root: str, writer: W
 
         engine = ProcessEngine(settings, out_root, workers=workers)
         return engine, engine.device, "local processes"
-    from arraymel.corpus.compute import Computer
+    from arraymel.corpus.compute import make_computer
     from arraymel.corpus.pipeline import Pipeline
 
-    computer = Computer(settings, device=device)
+    computer = make_computer(settings, device)
     return Pipeline(settings, writer, decode_workers=workers, computer=computer), device, "local threads"
 
 

@@ -1,0 +1,274 @@
+"""The device engine (``--engine decoders``: decode processes feeding one device through shared memory).
+
+Against the threaded pipeline and the library on each file alone (outputs, manifest rows, failures);
+a decode process killed with SIGKILL (its files retried once, then recorded failed; the run goes on);
+a write whose process dies (given to another once); no shared-memory segment left behind after a
+clean run, a stop by SIGINT, an error or a SIGKILLed driver; the CPU stand-in device.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+pytest.importorskip("soundfile")
+pytest.importorskip("soxr")
+
+import corpus_data as cd  # noqa: E402
+from test_corpus import corpus_cli, last_run, rows  # noqa: E402
+
+from arraymel.corpus import decoders  # noqa: E402
+from arraymel.corpus.decoders import leftover_segments  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MEL = ["--num-mel-bins", str(cd.MEL["num_mel_bins"]), "--min-seconds", str(cd.MIN_SECONDS)]
+DEC = ["--engine", "decoders", "--device", "cpu", "--decode-workers", "2"]
+
+
+def _comparable(r: dict) -> dict:
+    return {k: v for k, v in r.items() if k not in ("run_id", "updated_at")}
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    root = tmp_path_factory.mktemp("corpus")
+    good, bad = cd.make_corpus(str(root))
+    # long enough to be streamed by its decode process under --memory-per-worker 64 (8 MB of float32)
+    import soundfile as sf
+
+    sf.write(str(root / "long" / "stream_16k.wav"), cd.signal(140.0, 16000, 1, 7)[:, 0], 16000, subtype="PCM_16")
+    return str(root), good + ["long/stream_16k.wav"], bad
+
+
+@pytest.fixture(scope="module")
+def runs(corpus, tmp_path_factory):
+    root, _, _ = corpus
+    base = tmp_path_factory.mktemp("runs")
+    out = {}
+    for name, extra in (("decoders", DEC), ("threads", ["--engine", "threads", "--device", "cpu"])):
+        rc, stdout, stderr = corpus_cli(root, str(base / name), *MEL, *extra, "--memory-per-worker", "64")
+        assert leftover_segments(os.getpid()) == [], "shared-memory segments left behind"
+        out[name] = (str(base / name), rc, stdout, stderr)
+    return out
+
+
+def test_outputs_equal_the_library_and_the_threaded_pipeline(corpus, runs):
+    root, good, bad = corpus
+    out, rc, stdout, _ = runs["decoders"]
+    assert rc == 2 and "decode processes" in stdout
+    ref_out = runs["threads"][0]
+    for key in good:
+        got = np.load(os.path.join(out, key + ".npy"))
+        assert np.array_equal(got, np.load(os.path.join(ref_out, key + ".npy"))), key
+        if key != "long/stream_16k.wav":
+            ref = cd.reference(os.path.join(root, key), **cd.MEL)
+            assert got.shape == ref.shape and float(np.max(np.abs(got - ref))) <= 1e-3, key
+    got_rows, ref_rows = rows(out), rows(ref_out)
+    assert set(got_rows) == set(ref_rows) == set(good) | set(bad)
+    assert {k: _comparable(r) for k, r in got_rows.items()} == {k: _comparable(r) for k, r in ref_rows.items()}
+    for key, words in cd.bad_reasons().items():
+        assert got_rows[key]["status"] == "failed" and words in got_rows[key]["error"], key
+    assert got_rows["long/stream_16k.wav"]["frames"] == 1 + 140 * 16000 // 512
+
+
+def test_resume_skips_what_is_done(corpus, runs):
+    root, good, _ = corpus
+    out = runs["decoders"][0]
+    rc, _, _ = corpus_cli(root, out, *MEL, *DEC, "--memory-per-worker", "64", "-q")
+    assert rc == 2
+    assert last_run(out)["skipped"] == len(good)
+
+
+def _killing_read(marker_dir: str | None):
+    """A ``read_whole`` whose process SIGKILLs itself on a file named ``*KILL*``: every time, or (with
+    ``marker_dir``) only the first time that file is read."""
+    real = decoders.read_whole
+
+    def read(opened, settings, alloc=None):
+        if "KILL" in opened.source.key:
+            mark = None if marker_dir is None else os.path.join(marker_dir, opened.source.key.replace("/", "_"))
+            if mark is None or not os.path.exists(mark):
+                if mark is not None:
+                    open(mark, "w").close()
+                os.kill(os.getpid(), signal.SIGKILL)
+        return real(opened, settings, alloc)
+
+    return read
+
+
+def _small_tree(root, names):
+    import soundfile as sf
+
+    os.makedirs(root, exist_ok=True)
+    for i, name in enumerate(names):
+        sf.write(os.path.join(root, name), cd.signal(1.0, 16000, 1, i)[:, 0], 16000, subtype="PCM_16")
+
+
+def _planted_run(plant: str, arg: str, in_dir: str, out_dir: str) -> int:
+    """``arraymel corpus IN OUT`` (decoders) in a fresh interpreter (one thread: its decode processes are
+    forked and inherit the planted function) with ``plant`` (a function of this module) installed."""
+    code = ("import sys, test_corpus_decoders as t; t.%s(%r); from arraymel.cli import main; "
+            "sys.exit(main(['corpus', %r, %r, *t.MEL, *t.DEC, '-q']))" % (plant, arg, in_dir, out_dir))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, os.path.join(ROOT, "tests"),
+                                                       os.environ.get("PYTHONPATH", "")]))
+    proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode in (0, 2), err
+    assert "leaked shared_memory" not in err, err  # removed by the engine, not by the resource tracker
+    assert leftover_segments(proc.pid) == []
+    return proc.returncode
+
+
+def plant_killing_decoder(marker_dir: str) -> None:
+    """Decode processes SIGKILL themselves on a file named ``*KILL*``: every time (``marker_dir`` empty) or
+    only the first time that file is read."""
+    decoders.read_whole = _killing_read(marker_dir or None)
+
+
+def plant_dying_writer(mark: str) -> None:
+    """The first write task SIGKILLs its process."""
+    real = decoders._Worker.write
+
+    def write(self, segment, at, n):
+        if not os.path.exists(mark):
+            open(mark, "w").close()
+            os.kill(os.getpid(), signal.SIGKILL)
+        return real(self, segment, at, n)
+
+    decoders._Worker.write = write
+
+
+@pytest.mark.parametrize("always", [True, False])
+def test_a_sigkilled_decoder_is_replaced_and_its_files_retried_once(tmp_path, always):
+    names = [f"a{i:02d}.wav" for i in range(20)]
+    names[5] = "a05_KILL.wav"
+    _small_tree(str(tmp_path / "in"), names)
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    rc = _planted_run("plant_killing_decoder", "" if always else str(marks), str(tmp_path / "in"),
+                      str(tmp_path / "out"))
+    r = rows(str(tmp_path / "out"))
+    assert len(r) == 20
+    others = [k for k in r if "KILL" not in k]
+    assert all(r[k]["status"] == "ok" for k in others), {k: r[k]["error"] for k in others if r[k]["error"]}  # its task's files too
+    run = last_run(str(tmp_path / "out"))
+    if always:
+        assert rc == 2 and run["failed"] == 1
+        err = r["a05_KILL.wav"]["error"]
+        assert r["a05_KILL.wav"]["status"] == "failed" and "SIGKILL" in err and "retried alone" in err
+    else:
+        assert rc == 0 and r["a05_KILL.wav"]["status"] == "ok"
+        assert os.listdir(marks) == ["a05_KILL.wav"]
+    # every ok file has the bytes of an undisturbed run
+    corpus_cli(str(tmp_path / "in"), str(tmp_path / "ref"), *MEL, "--engine", "threads", "--device", "cpu", "-q")
+    ref = rows(str(tmp_path / "ref"))
+    for k in r:
+        if r[k]["status"] == "ok":
+            assert r[k]["sha256"] == ref[k]["sha256"], k
+
+
+def test_a_writer_that_dies_is_replaced_and_the_write_retried(tmp_path):
+    _small_tree(str(tmp_path / "in"), [f"w{i}.wav" for i in range(6)])
+    mark = str(tmp_path / "wrote-once")
+    rc = _planted_run("plant_dying_writer", mark, str(tmp_path / "in"), str(tmp_path / "out"))
+    assert rc == 0 and os.path.exists(mark)
+    r = rows(str(tmp_path / "out"))
+    assert len(r) == 6 and all(v["status"] == "ok" for v in r.values())
+
+
+def test_an_error_in_the_device_stops_the_run_and_removes_the_segments(tmp_path, monkeypatch):
+    from arraymel.corpus import compute
+
+    _small_tree(str(tmp_path / "in"), [f"e{i}.wav" for i in range(6)])
+
+    def broken(self, batch, x):
+        raise RuntimeError("planted device failure")
+
+    monkeypatch.setattr(compute.Computer, "launch", broken)
+    rc, _, stderr = corpus_cli(str(tmp_path / "in"), str(tmp_path / "out"), *MEL, *DEC)
+    assert rc == 1 and "planted device failure" in stderr
+    assert leftover_segments(os.getpid()) == []
+
+
+def _cli_process(*args: str) -> subprocess.Popen:
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    return subprocess.Popen([sys.executable, "-m", "arraymel.cli", "corpus", *args], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for_segments(proc: subprocess.Popen, timeout: float = 60.0) -> list[str]:
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        found = leftover_segments(proc.pid)
+        if found:
+            return found
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.02)
+    raise AssertionError("the run made no shared-memory segment")
+
+
+@pytest.fixture(scope="module")
+def slow_tree(tmp_path_factory):
+    root = tmp_path_factory.mktemp("slow")
+    _small_tree(str(root), [f"s{i:03d}.wav" for i in range(60)])
+    return str(root)
+
+
+@pytest.mark.parametrize("how", ["SIGINT", "SIGKILL"])
+def test_no_segment_is_left_after_ctrl_c_or_a_killed_driver(slow_tree, tmp_path, how):
+    # the stand-in at 0.01 audio-hours/s takes 0.03 s per second of audio: the run lasts seconds
+    proc = _cli_process(slow_tree, str(tmp_path / "out"), *MEL, "--engine", "decoders", "--device", "stand-in:0.01",
+                        "--decode-workers", "2", "--batch-seconds", "2")
+    found = _wait_for_segments(proc)
+    assert all(n.startswith(f"arraymel-{proc.pid}-") for n in found)
+    time.sleep(0.3)
+    proc.send_signal(getattr(signal, how))
+    out, err = proc.communicate(timeout=60)
+    if how == "SIGINT":  # removed by the engine itself, not by the resource tracker after the exit
+        assert proc.returncode == 1 and "interrupted" in (out + err)
+        assert "leaked shared_memory" not in err, err
+    t0 = time.monotonic()
+    while leftover_segments(proc.pid) and time.monotonic() - t0 < 10:  # the resource tracker after a SIGKILL
+        time.sleep(0.05)
+    assert leftover_segments(proc.pid) == []
+
+
+def test_the_stand_in_device(slow_tree, tmp_path):
+    """``--device stand-in``: the GPU's batch sizes and time, zero-filled outputs of the right shapes."""
+    rc, stdout, _ = corpus_cli(slow_tree, str(tmp_path / "out"), *MEL, "--device", "stand-in:50", "--decode-workers", "1")
+    assert rc == 0 and "stand-in:50 (1 decode processes + a writer process)" in stdout
+    r = rows(str(tmp_path / "out"))
+    assert len(r) == 60
+    for k, row in r.items():
+        a = np.load(os.path.join(str(tmp_path / "out"), row["output"]))
+        assert a.shape == (cd.MEL["num_mel_bins"], 1 + 16000 // 512) and a.dtype == np.float32 and not a.any()
+
+
+def test_the_stand_in_models_the_device_time():
+    from arraymel.corpus.batching import Batch
+    from arraymel.corpus.compute import DeviceError, StandInComputer, parse_stand_in, resolve_device
+    from arraymel.corpus.decode import Decoded
+    from arraymel.corpus.discover import Source
+    from arraymel.corpus.settings import CorpusSettings
+
+    assert resolve_device("stand-in") == "stand-in:1400" and parse_stand_in("stand-in:20") == 20.0
+    with pytest.raises(DeviceError, match="stand-in"):
+        resolve_device("stand-in:-1")
+    settings = CorpusSettings.create({"num_mel_bins": 16})
+    c = StandInComputer(settings, rate=1.0)  # one audio-hour per second: 3.6 s of audio take 1 ms
+    item = Decoded(source=Source("k", "k", 0, 0), audio=np.zeros((1, 57600), np.float32), sampling_rate=16000.0,
+                   channels=1, samples=57600, size=0, mtime_ns=0)
+    batch = Batch(length=57600, items=[item] * 10)
+    assert c.seconds(batch) == pytest.approx(0.01)
+    t = time.perf_counter()
+    pend = [c.launch(batch, None) for _ in range(5)]  # queued one after the other, as on one device
+    outs = [c.collect(p) for p in pend]
+    assert time.perf_counter() - t >= 0.05 and c.device_seconds == pytest.approx(0.05)
+    assert outs[0][0].array.shape == (16, 1 + 57600 // 512)
