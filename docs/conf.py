@@ -99,4 +99,10 @@ html_theme_options = {
     "icon_links": [],
     "show_version_warning_banner": False,
 }
-html_sidebars = {"index": [], "changelog": []}
+# pages without sub-pages need no navigation column: their text gets the room
+html_sidebars = {"index": [], "getting-started": [], "changelog": []}
+html_favicon = "_static/arraymel-logo.svg"
+html_logo = "_static/arraymel-logo.svg"
+html_theme_options["logo"] = {"text": "arraymel", "alt_text": "arraymel: home"}
+# a fresh browser profile has no stored theme mode; the theme logs an error unless a default is set
+html_context = {"default_mode": "light"}

@@ -89,7 +89,8 @@ def _parse(path: pathlib.Path) -> _Page:
 
 def broken_links(root: pathlib.Path) -> list[str]:
     """Every internal link, anchor and image of the HTML under ``root`` that does not resolve (external URLs are not fetched)."""
-    pages = {p: _parse(p) for p in root.rglob("*.html")}
+    # the site's pages; _static/ holds the theme's assets (its Jinja macro file is not a page)
+    pages = {p: _parse(p) for p in root.rglob("*.html") if "_static" not in p.relative_to(root).parts}
     broken = []
     for path, page in pages.items():
         for where, url in page.links:
