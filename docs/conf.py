@@ -106,3 +106,21 @@ html_logo = "_static/arraymel-logo.svg"
 html_theme_options["logo"] = {"text": "arraymel", "alt_text": "arraymel: home"}
 # a fresh browser profile has no stored theme mode; the theme logs an error unless a default is set
 html_context = {"default_mode": "light"}
+
+
+def _note_plot_dependencies(app, docname, source):
+    """A page with a picture is rebuilt when the picture's code or data changes (the plot directive
+    itself only watches the page)."""
+    import re
+
+    scripts = re.findall(r"\.\. plot:: (plots/\w+\.py)", source[0])
+    for script in scripts:
+        app.env.note_dependency(str(HERE / script))
+    if scripts:
+        app.env.note_dependency(str(HERE / "plots" / "sitedata.py"))
+        for data in (HERE / "data").glob("*.json"):
+            app.env.note_dependency(str(data))
+
+
+def setup(app):
+    app.connect("source-read", _note_plot_dependencies)

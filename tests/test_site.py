@@ -233,6 +233,9 @@ def _open(page, url: str, shot: str) -> dict:
     ("reference/api/generated/arraymel.mel_spectrogram.html", "api-mel_spectrogram.png", 0),
     ("how-to/keras.html", "howto-keras.png", 1),
     ("getting-started.html", "getting-started.png", 1),
+    ("how-to/presets.html", "howto-presets.png", 1),
+    ("how-to/benchmark.html", "howto-benchmark.png", 1),
+    ("reference/cli.html", "cli.png", 0),
 ])
 def test_page_renders_with_its_images_and_no_errors(browser_page, served, path, shot, min_images):
     got = _open(browser_page, f"{served}/{path}", shot)

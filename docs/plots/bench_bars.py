@@ -25,3 +25,10 @@ for ax, (config, batch) in zip(np.atleast_1d(axes), panels):
     ax.set_title(f"{config}, {batch} x {got[names[0]]['seconds']:g} s", fontsize=9)
     ax.grid(axis="y", alpha=0.3)
 np.atleast_1d(axes)[0].set_ylabel("audio-hours per second (higher is faster)")
+activity = run.get("cpu_activity") or {}
+load = (f"; other processes used {activity['other_processes_share']:.0%} of the CPUs meanwhile"
+        if activity.get("other_processes_share") is not None else "")
+cpu = run["devices"][0]
+start = (cpu.get("detail") or {}).get("load_average_at_start")
+start = f", load average {start[0]:.1f} at the start" if start else ""
+fig.suptitle(f"{cpu['name']}, {cpu['cores']} cores{start}{load}", fontsize=9)
