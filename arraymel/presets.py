@@ -38,8 +38,34 @@ WHISPER_SAMPLES = 480000
 class Preset:
     """One preset: call it on audio ``(..., samples)`` to get features ``(..., mels, frames)``.
 
-    ``config`` is the pipeline's :class:`~arraymel.MelConfig`; ``reference`` names the library (and
-    function) whose numbers it reproduces; ``options`` the preset's arguments as given.
+    Made by the preset functions (:func:`whisper`, :func:`librosa`, :func:`torchaudio`,
+    :func:`kaldi`, :func:`nemo`, :func:`get`), not directly.
+
+    Attributes
+    ----------
+    name : str
+        The preset's name, as ``arraymel.presets.PRESETS`` and ``arraymel corpus --preset`` know it.
+    reference : str
+        The library (and function) whose numbers it reproduces.
+    config : MelConfig
+        The configuration of the shared pipeline.
+    options : dict
+        The preset's arguments as given.
+    signal_step, log_rule : callable or None
+        The step on the signal before the pipeline, and the rule on its output after it.
+    drop_last_frame : bool
+        Whisper drops the STFT's last frame.
+
+    See Also
+    --------
+    arraymel.MelSpectrogram : Keras's layer, the pipeline without a preset's rules.
+
+    Examples
+    --------
+    >>> import numpy as np, arraymel.presets
+    >>> p = arraymel.presets.kaldi(num_mel_bins=40)
+    >>> p.name, p.config.num_mel_bins, p.n_frames(16000), p(np.zeros(16000, np.float32)).shape
+    ('kaldi', 40, 98, (40, 98))
     """
 
     name: str
@@ -54,15 +80,55 @@ class Preset:
     drop_last_frame: bool = False
 
     def n_frames(self, samples: int) -> int:
-        """Frames of the features of a signal of ``samples`` samples."""
+        """Frames of the features of a signal of ``samples`` samples.
+
+        Parameters
+        ----------
+        samples : int
+            Length of the signal.
+
+        Returns
+        -------
+        frames : int
+
+        Examples
+        --------
+        >>> import arraymel.presets
+        >>> arraymel.presets.whisper().n_frames(16000), arraymel.presets.whisper(pad_or_trim=True).n_frames(16000)
+        (100, 3000)
+        """
         if self.signal_step is _pad_or_trim:
             samples = WHISPER_SAMPLES
         return self.config.n_frames(samples) - int(self.drop_last_frame)
 
     def __call__(self, x: Any, *, device: Any = None, output: str | None = None, backend: str = "auto",
                  max_memory: int | None = None) -> Any:
-        """Features of ``x`` ``(..., samples)``, as :func:`arraymel.mel_spectrogram` takes it (the same
-        ``device``, ``output``, ``backend`` and ``max_memory``)."""
+        """Features of ``x`` ``(..., samples)``, as :func:`arraymel.mel_spectrogram` takes it.
+
+        Parameters
+        ----------
+        x : array of shape ``(..., samples)``
+            Real audio at the preset's sampling rate: NumPy, CuPy, torch, JAX or any Array API array.
+        device, output, backend, max_memory : optional
+            As in :func:`arraymel.mel_spectrogram` (defaults None, None, "auto", None).
+
+        Returns
+        -------
+        features : array of shape ``(..., mels, frames)``
+            In the preset's units (dB, log10 / 4, natural log or normalised), each row of ``x``
+            computed as one clip.
+
+        Raises
+        ------
+        ValueError
+            Input with no samples, or shorter than one frame for a preset without centring (Kaldi).
+
+        Examples
+        --------
+        >>> import numpy as np, arraymel.presets
+        >>> arraymel.presets.nemo()(np.zeros((2, 16000), np.float32)).shape
+        (2, 80, 101)
+        """
         from arraymel.functional import compute
 
         x = self.prepare(x)
@@ -70,7 +136,28 @@ class Preset:
         return self.finish(out, int(x.shape[-1]))
 
     def prepare(self, x: Any) -> Any:
-        """The signal the pipeline takes: ``x`` after the preset's signal step (in ``x``'s namespace)."""
+        """The signal the pipeline takes: ``x`` after the preset's signal step (in ``x``'s namespace).
+
+        Parameters
+        ----------
+        x : array of shape ``(..., samples)``
+            Real audio.
+
+        Returns
+        -------
+        prepared : array
+            ``x`` itself when the preset has no signal step; else the stepped signal, as float.
+
+        See Also
+        --------
+        arraymel.presets.Preset.finish : The other half, after the pipeline.
+
+        Examples
+        --------
+        >>> import numpy as np, arraymel.presets
+        >>> arraymel.presets.nemo().prepare(np.ones(4, np.float32)).round(2).tolist()  # pre-emphasis 0.97
+        [1.0, 0.03, 0.03, 0.03]
+        """
         x, xp = as_array(x)
         if self.signal_step is not None:
             if not xp.isdtype(x.dtype, "real floating"):
@@ -79,7 +166,26 @@ class Preset:
         return x
 
     def finish(self, out: Any, samples: int) -> Any:
-        """The features from the pipeline's output ``out`` for a prepared signal of ``samples`` samples."""
+        """The features from the pipeline's output ``out`` for a prepared signal of ``samples`` samples.
+
+        Parameters
+        ----------
+        out : array of shape ``(..., mels, frames)``
+            What the pipeline computed from :meth:`arraymel.presets.Preset.prepare`'s signal.
+        samples : int
+            Length of the prepared signal.
+
+        Returns
+        -------
+        features : array
+            ``out`` with the preset's frame drop and log rule applied.
+
+        Examples
+        --------
+        >>> import numpy as np, arraymel.presets
+        >>> float(arraymel.presets.kaldi().finish(np.ones((1, 1)), 400)[0, 0])  # ln(1)
+        0.0
+        """
         if self.drop_last_frame:
             out = out[..., :-1]
         if self.log_rule is not None:
@@ -159,9 +265,35 @@ def whisper(n_mels: int = 80, *, pad_or_trim: bool = False) -> Preset:
 
     16 kHz, n_fft 400, hop 160, periodic Hann, centred reflect padding, the last frame dropped, power,
     librosa's Slaney-scale Slaney-normalised filterbank (0 - 8 kHz), ``log10(clamp(1e-10))``,
-    ``max(x, x.max() - 8)`` per spectrogram, ``(x + 4) / 4``. ``n_mels``: 80 (Whisper up to large-v2) or 128
-    (large-v3). ``pad_or_trim=True`` pads or trims the signal to 30 s first, as the feature extractor does
-    (3000 frames).
+    ``max(x, x.max() - 8)`` per spectrogram, ``(x + 4) / 4``.
+
+    Parameters
+    ----------
+    n_mels : {80, 128}, default 80
+        80 for Whisper up to large-v2, 128 for large-v3.
+    pad_or_trim : bool, default False
+        Pad or trim the signal to 30 s first, as the feature extractor does (3000 frames).
+
+    Returns
+    -------
+    Preset
+        Call it on audio ``(..., samples)`` to get ``(..., n_mels, frames)`` features.
+
+    Raises
+    ------
+    ValueError
+        ``n_mels`` other than 80 or 128.
+
+    See Also
+    --------
+    get : A preset by name.
+
+    Examples
+    --------
+    >>> import numpy as np, arraymel.presets
+    >>> feats = arraymel.presets.whisper(n_mels=128)(np.zeros(16000, np.float32))
+    >>> feats.shape, feats.dtype
+    ((128, 100), dtype('float32'))
     """
     _choice("n_mels", n_mels, (80, 128))
     cfg = _config("whisper", fft_length=400, sequence_stride=160, window="hann", sampling_rate=16000,
@@ -182,6 +314,55 @@ def librosa(*, sr: float = 22050, n_fft: int = 2048, hop_length: int | None = No
     ``"reflect"`` was librosa's default before 0.10), the Slaney-scale Slaney-normalised filterbank
     (``htk=True`` and ``norm=None`` as in librosa). ``top_db`` is clipped per spectrogram
     (``top_db_scope="example"``: each clip as if given to librosa alone; ``"batch"``: a batch as one array).
+
+    Parameters
+    ----------
+    sr : float, default 22050
+        Sampling rate in Hz.
+    n_fft : int, default 2048
+        FFT size.
+    hop_length : int, optional, default None
+        Hop in samples (None: ``n_fft // 4``).
+    win_length : int, optional, default None
+        Window length (None: ``n_fft``).
+    n_mels : int, default 128
+        Number of mel bands.
+    fmin : float, default 0.0
+        Lowest frequency, in Hz.
+    fmax : float, optional, default None
+        Highest frequency, in Hz (None: ``sr / 2``).
+    htk : bool, default False
+        The HTK mel scale instead of Slaney's.
+    norm : {"slaney", None}, default "slaney"
+        Slaney's area normalisation of the bands, or none.
+    center : bool, default True
+        Centre the frames (pad by ``n_fft // 2``).
+    pad_mode : {"constant", "reflect"}, default "constant"
+        How centring pads (``"reflect"`` was librosa's default before 0.10).
+    power : float, default 2.0
+        Exponent of the magnitude.
+    ref, amin : float, default 1.0 and 1e-10
+        ``librosa.power_to_db``'s reference and floor.
+    top_db : float or None, default 80.0
+        Clip values more than ``top_db`` below the maximum (None: no clipping).
+    top_db_scope : {"example", "batch"}, default "example"
+        The maximum per clip, or over the whole batch.
+
+    Returns
+    -------
+    Preset
+        Call it on audio ``(..., samples)`` to get ``(..., n_mels, frames)`` features.
+
+    Raises
+    ------
+    ValueError
+        ``norm`` or ``pad_mode`` not among the values above, or a parameter the pipeline refuses.
+
+    Examples
+    --------
+    >>> import numpy as np, arraymel.presets
+    >>> arraymel.presets.librosa(sr=16000, n_mels=64)(np.zeros((2, 16000), np.float32)).shape
+    (2, 64, 32)
     """
     _choice("norm", norm, ("slaney", None))
     _choice("pad_mode", pad_mode, ("constant", "reflect"))
@@ -210,6 +391,38 @@ def torchaudio(*, sample_rate: int = 16000, n_fft: int = 400, win_length: int | 
     ``top_db`` below the whole batch's maximum (and a 4-D one per item across its channels); this preset clips
     each spectrogram at its own maximum, so that a clip's features never depend on its batch. With ``top_db``
     set, a batched call equals torchaudio's on each clip alone, not on the batch.
+
+    Parameters
+    ----------
+    sample_rate : int, default 16000
+        Sampling rate in Hz.
+    n_fft : int, default 400
+        FFT size.
+    win_length : int, optional, default None
+        Window length (None: ``n_fft``).
+    hop_length : int, optional, default None
+        Hop in samples (None: ``win_length // 2``).
+    f_min : float, default 0.0
+        Lowest frequency, in Hz.
+    f_max : float, optional, default None
+        Highest frequency, in Hz (None: ``sample_rate // 2``).
+    n_mels : int, default 128
+        Number of mel bands.
+    power : float, default 2.0
+        Exponent of the magnitude.
+    top_db : float, optional, default None
+        ``AmplitudeToDB``'s clipping below each spectrogram's maximum (None: none).
+
+    Returns
+    -------
+    Preset
+        Call it on audio ``(..., samples)`` to get ``(..., n_mels, frames)`` features.
+
+    Examples
+    --------
+    >>> import numpy as np, arraymel.presets
+    >>> arraymel.presets.torchaudio(n_mels=64)(np.zeros(16000, np.float32)).shape
+    (64, 81)
     """
     win = n_fft if win_length is None else win_length
     hop = win // 2 if hop_length is None else hop_length
@@ -224,7 +437,24 @@ def torchaudio(*, sample_rate: int = 16000, n_fft: int = 400, win_length: int | 
 
 
 def povey_window(length: int) -> np.ndarray:
-    """Kaldi's "povey" window: ``(0.5 - 0.5 cos(2 pi i / (length - 1))) ** 0.85``."""
+    """Kaldi's "povey" window: ``(0.5 - 0.5 cos(2 pi i / (length - 1))) ** 0.85``.
+
+    Parameters
+    ----------
+    length : int
+        Number of samples (at least 2).
+
+    Returns
+    -------
+    w : numpy.ndarray of shape ``(length,)``
+        float64 values, 0 at both ends and 1 in the middle for an odd ``length``.
+
+    Examples
+    --------
+    >>> import arraymel.presets
+    >>> arraymel.presets.povey_window(5).round(3).tolist()
+    [0.0, 0.555, 1.0, 0.555, 0.0]
+    """
     i = np.arange(length, dtype=np.float64)
     return (0.5 - 0.5 * np.cos(2.0 * np.pi * i / (length - 1))) ** 0.85
 
@@ -235,7 +465,35 @@ def kaldi(*, num_mel_bins: int = 80, sample_frequency: float = 16000, frame_leng
     ``dither=0``: frames of 25 ms every 10 ms without centring (snip_edges), each frame's mean removed and
     pre-emphasis 0.97, the povey window, the FFT size rounded up to a power of two, power, Kaldi's mel
     banks (``high_freq <= 0`` is relative to Nyquist), ``ln(max(x, FLT_EPSILON))``.
-    Output ``(..., num_mel_bins, frames)`` (Kaldi's is ``(frames, num_mel_bins)``)."""
+    Output ``(..., num_mel_bins, frames)`` (Kaldi's is ``(frames, num_mel_bins)``).
+
+    Parameters
+    ----------
+    num_mel_bins : int, default 80
+        Number of mel bands.
+    sample_frequency : float, default 16000
+        Sampling rate in Hz.
+    frame_length_ms, frame_shift_ms : float, default 25.0 and 10.0
+        Frame length and hop, in milliseconds.
+    low_freq : float, default 20.0
+        Lowest frequency, in Hz.
+    high_freq : float, default 0.0
+        Highest frequency, in Hz; zero or negative counts back from Nyquist.
+
+    Returns
+    -------
+    Preset
+        Call it on audio ``(..., samples)`` to get ``(..., num_mel_bins, frames)`` features with
+        ``frames = 1 + (samples - frame_length) // frame_shift``; a signal shorter than one frame
+        is a ValueError.
+
+    Examples
+    --------
+    >>> import numpy as np, arraymel.presets
+    >>> fbank = arraymel.presets.kaldi()
+    >>> fbank.config.fft_length, fbank(np.zeros(16000, np.float32)).shape
+    (512, (80, 98))
+    """
     win = int(sample_frequency * 0.001 * frame_length_ms)
     hop = int(sample_frequency * 0.001 * frame_shift_ms)
     n_fft = 1 << max(0, (win - 1).bit_length())
@@ -253,7 +511,33 @@ def nemo(n_mels: int = 80, *, sampling_rate: int = 16000) -> Preset:
     (Parakeet, Canary): pre-emphasis 0.97 of the signal, n_fft 512 with a 400-sample symmetric Hann window
     centred in it, hop 160, centred zero padding, power, librosa's Slaney filterbank (0 - Nyquist),
     ``ln(x + 2**-24)``, then per mel band ``(x - mean) / (std + 1e-5)`` over the ``samples // 160`` valid
-    frames (the last frame, past them, is 0)."""
+    frames (the last frame, past them, is 0).
+
+    Parameters
+    ----------
+    n_mels : {80, 128}, default 80
+        Number of mel bands (Parakeet: 80; Canary: 128).
+    sampling_rate : int, default 16000
+        Sampling rate in Hz.
+
+    Returns
+    -------
+    Preset
+        Call it on audio ``(..., samples)`` to get normalised ``(..., n_mels, frames)`` features.
+
+    Raises
+    ------
+    ValueError
+        ``n_mels`` other than 80 or 128.
+
+    Examples
+    --------
+    >>> import numpy as np, arraymel.presets
+    >>> x = np.random.default_rng(0).standard_normal(16000).astype(np.float32)
+    >>> feats = arraymel.presets.nemo()(x)
+    >>> feats.shape, bool(abs(feats[:, :100].mean(axis=1)).max() < 1e-4)  # per band: mean 0
+    ((80, 101), True)
+    """
     _choice("n_mels", n_mels, (80, 128))
     i = np.arange(400, dtype=np.float64)
     window = 0.5 - 0.5 * np.cos(2.0 * np.pi * i / 399)  # torch.hann_window(400, periodic=False)
@@ -272,7 +556,32 @@ PRESETS: dict[str, Callable[..., Preset]] = {
 
 
 def get(name: str, **options: Any) -> Preset:
-    """The preset called ``name`` with ``options`` (its function's keyword arguments)."""
+    """The preset called ``name`` with ``options`` (its function's keyword arguments).
+
+    Parameters
+    ----------
+    name : {"whisper", "librosa", "torchaudio", "kaldi", "nemo"}
+        The preset's name (the keys of ``arraymel.presets.PRESETS``).
+    **options : optional
+        The preset function's arguments.
+
+    Returns
+    -------
+    Preset
+
+    Raises
+    ------
+    ValueError
+        An unknown ``name``, naming the presets there are.
+    TypeError
+        An argument the preset does not take.
+
+    Examples
+    --------
+    >>> import arraymel.presets
+    >>> arraymel.presets.get("whisper", n_mels=128)
+    arraymel.presets.whisper(n_mels=128, pad_or_trim=False)
+    """
     if name not in PRESETS:
         raise ValueError(f"preset={name!r} is not allowed: preset must be one of {tuple(PRESETS)!r}.")
     return PRESETS[name](**options)

@@ -100,7 +100,7 @@ html_theme_options = {
     "show_version_warning_banner": False,
 }
 # pages without sub-pages need no navigation column: their text gets the room
-html_sidebars = {"index": [], "getting-started": [], "changelog": []}
+html_sidebars = {"index": [], "getting-started": [], "changelog": [], "reference/cli": []}
 html_favicon = "_static/arraymel-logo.svg"
 html_logo = "_static/arraymel-logo.svg"
 html_theme_options["logo"] = {"text": "arraymel", "alt_text": "arraymel: home"}

@@ -1,7 +1,7 @@
 """``.. cli-help:: module:function``: the ``--help`` of a command and of each of its subcommands.
 
 The parser is built by the named function when the site is built, so the page says what the
-installed command says. The help text is shown as printed (a literal block, 100 columns), not
+installed command says. The help text is shown as printed (a literal block, 80 columns), not
 parsed as markup: help strings hold globs such as ``*.wav`` that reStructuredText would read as
 emphasis.
 """
@@ -32,7 +32,7 @@ def _subparsers(parser: argparse.ArgumentParser) -> list[tuple[str, argparse.Arg
 
 def _help(parser: argparse.ArgumentParser) -> str:
     old = os.environ.get("COLUMNS")
-    os.environ["COLUMNS"] = "100"  # argparse wraps to the terminal's width; the page has one width
+    os.environ["COLUMNS"] = "80"  # argparse wraps to the terminal's width; the page has one width
     try:
         return parser.format_help().rstrip()
     finally:
