@@ -1,7 +1,7 @@
 """The validated mel configuration shared by every backend.
 
 ``MelConfig`` holds the 13 Keras parameters plus arraymel's extensions, checked once
-(SPEC.md's parameter table). Every path (generic, NumPy, CuPy) takes a ``MelConfig`` and
+(docs/semantics.md's parameters). Every path (generic, NumPy, CuPy) takes a ``MelConfig`` and
 never re-validates; the public functions build one from keyword arguments.
 """
 
@@ -42,7 +42,7 @@ EXTENSION_DEFAULTS: dict[str, Any] = {"top_db_scope": "batch", "dtype": None, "f
 WINDOW_NAMES = ("hann", "hamming")
 TOP_DB_SCOPES = ("batch", "example")
 DTYPES = ("float32", "float64")
-#: "exact": the HTK filterbank evaluated in float64 (SPEC.md); "keras": Keras's float32 evaluation of it,
+#: "exact": the HTK filterbank evaluated in float64 (docs/semantics.md); "keras": Keras's float32 evaluation of it,
 #: operation for operation, for Keras's exact numbers (see :func:`arraymel.core.filterbank.keras_filterbank_host`).
 #: The others are the presets' (:mod:`arraymel.presets`): librosa's triangles linear in Hz on its Slaney or HTK
 #: scale, with or without Slaney's area normalisation ("librosa" is ``librosa.filters.mel``'s default), and Kaldi's.

@@ -33,7 +33,7 @@ def _warn_empty_bands(weights: np.ndarray, fft_length: int, sampling_rate: float
 
 @lru_cache(maxsize=64)
 def filterbank_host(num_mel_bins: int, fft_length: int, sampling_rate: float, min_freq: float, max_freq: float) -> np.ndarray:
-    """The ``(fft_length // 2 + 1, num_mel_bins)`` float64 filterbank of SPEC.md step 7 (read-only, cached).
+    """The ``(fft_length // 2 + 1, num_mel_bins)`` float64 filterbank of docs/semantics.md step 7 (read-only, cached).
 
     Warns once per configuration when a band receives no FFT bin.
     """
@@ -57,7 +57,7 @@ def keras_filterbank_host(num_mel_bins: int, fft_length: int, sampling_rate: flo
     NumPy backend: the same NumPy operations, in the same order, in float32 (read-only, cached).
 
     Float32 moves band edges: on some configurations (a tone on a band edge, odd sampling rates) the
-    output is up to 0.87 dB from the float64 filterbank. This reproduces Keras's numbers for models trained
+    output is up to 1.5 dB from the float64 filterbank (docs/semantics.md). This reproduces Keras's numbers for models trained
     on its layer. The float32 values are returned as float64 (exactly), so that every path casts them to
     its compute dtype as Keras does (its float64 layer multiplies by the same float32 values).
     """
