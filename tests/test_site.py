@@ -1,7 +1,7 @@
 """The documentation site: it builds warning-free, every internal link resolves, and it renders in a real browser.
 
-The site is built here (``make docs``'s command) when ``docs/_build/html`` is missing or older than any of
-its sources, so ``make test`` covers it from a fresh clone. The browser is Debian's ``chromium``, driven by
+The site is built here (``make docs``'s command, without network where ``unshare -n`` is allowed) when
+``docs/_build/html`` is missing or older than any of its sources, so ``make test`` covers it from a fresh clone. The browser is Debian's ``chromium``, driven by
 Playwright's Python client through ``executable_path`` (Playwright's own browser download is never used);
 ``.ci/run`` installs it, and without it the browser test skips saying so (in CI it fails instead).
 Screenshots go to ``docs/_build/screenshots``.
@@ -46,9 +46,17 @@ def _stale() -> bool:
     return any(p.stat().st_mtime > built for p in _sources())
 
 
+def _offline_prefix() -> list[str]:
+    """``unshare -n``: the build runs with no network at all where the kernel lets us (root, or user
+    namespaces), which proves it fetches nothing; elsewhere it runs as it is."""
+    if shutil.which("unshare") and subprocess.run(["unshare", "-n", "true"], capture_output=True).returncode == 0:
+        return ["unshare", "-n"]
+    return []
+
+
 def build_site() -> subprocess.CompletedProcess:
     env = {**os.environ, "MPLBACKEND": "Agg", "KERAS_BACKEND": "numpy"}
-    return subprocess.run(BUILD, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    return subprocess.run(_offline_prefix() + BUILD, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
 
 
 @pytest.fixture(scope="session")
