@@ -61,8 +61,6 @@ arraymel_api_modules = ["arraymel", "arraymel.presets", "arraymel.torch", "array
 # MyST: the Markdown pages of docs/ link to each other's headings ([x](corpus.md#configuration)).
 myst_enable_extensions = ["colon_fence", "deflist", "dollarmath"]
 myst_heading_anchors = 4
-# Markdown links to files outside the site (source files, tests) are shown as text, not errors
-suppress_warnings = ["myst.xref_missing"] if os.environ.get("ARRAYMEL_DOCS_LAX") else []
 
 # matplotlib's plot directive: every picture is drawn at build time from code in docs/plots/.
 plot_include_source = False
