@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 PYTEST_ARGS ?=
 
-.PHONY: demo test bench lint clean
+.PHONY: demo test bench lint clean docs
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -26,8 +26,14 @@ bench: $(VENV)/.stamp-bench
 	$(PY) -m pytest benchmarks --benchmark-enable --benchmark-only --benchmark-columns=min,median,max,rounds --benchmark-sort=name
 	$(VENV)/bin/arraymel bench
 
+# The site: docs/_build/html. Warnings are errors (-W), every reference must resolve (-n); no network.
+docs: $(VENV)/.stamp-docs
+	$(PY) -m sphinx -W --keep-going -n -q -b html docs docs/_build/html
+	@echo "site: docs/_build/html/index.html"
+
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .benchmarks demo.png
+	rm -rf $(VENV) build *.egg-info .pytest_cache .benchmarks demo.png docs/_build docs/reference/api
+
 
 # --- The GPU acceptance run (docs/gpu.md). `make gpu-wheels` on a machine that reaches the package registry
 # fills .whl/ with the small dependencies a bare GPU host lacks (pure Python, or manylinux for its CPython

@@ -1,7 +1,7 @@
 """The validated mel configuration shared by every backend.
 
 ``MelConfig`` holds the 13 Keras parameters plus arraymel's extensions, checked once
-(SPEC.md's parameter table). Every path (generic, NumPy, CuPy) takes a ``MelConfig`` and
+(docs/semantics.md's parameters). Every path (generic, NumPy, CuPy) takes a ``MelConfig`` and
 never re-validates; the public functions build one from keyword arguments.
 """
 
@@ -42,7 +42,7 @@ EXTENSION_DEFAULTS: dict[str, Any] = {"top_db_scope": "batch", "dtype": None, "f
 WINDOW_NAMES = ("hann", "hamming")
 TOP_DB_SCOPES = ("batch", "example")
 DTYPES = ("float32", "float64")
-#: "exact": the HTK filterbank evaluated in float64 (SPEC.md); "keras": Keras's float32 evaluation of it,
+#: "exact": the HTK filterbank evaluated in float64 (docs/semantics.md); "keras": Keras's float32 evaluation of it,
 #: operation for operation, for Keras's exact numbers (see :func:`arraymel.core.filterbank.keras_filterbank_host`).
 #: The others are the presets' (:mod:`arraymel.presets`): librosa's triangles linear in Hz on its Slaney or HTK
 #: scale, with or without Slaney's area normalisation ("librosa" is ``librosa.filters.mel``'s default), and Kaldi's.
@@ -146,11 +146,43 @@ def _dtype_name(dtype: Any) -> str | None:
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class MelConfig:
-    """A checked set of mel spectrogram parameters (see SPEC.md).
+    """A checked set of mel spectrogram parameters, shared by every path (see docs/semantics.md).
 
     Build it with :meth:`MelConfig.create`, which validates and resolves defaults
     (as in Keras, a falsy ``sequence_length`` -> ``fft_length``, a falsy ``max_freq`` -> ``int(sampling_rate / 2)``).
-    The unresolved values are kept in :attr:`given` so that ``get_config`` round-trips.
+    The unresolved values are kept in ``given`` so that ``get_config`` round-trips. It is
+    immutable; :meth:`replace` makes a changed copy.
+
+    Attributes
+    ----------
+    fft_length, sequence_stride, sequence_length, num_mel_bins : int
+        Resolved sizes (``sequence_length`` is never None).
+    window : str, array or None
+        ``"hann"``, ``"hamming"``, a float array of ``sequence_length`` values, or None.
+    sampling_rate, min_freq, max_freq, mag_exp, min_power, ref_power : float
+        Resolved values (``max_freq`` is never None; ``ref_power`` is its absolute value).
+    power_to_db : bool
+    top_db : float or None
+    top_db_scope : {"batch", "example"}
+    dtype : {None, "float32", "float64"}
+    filterbank : str
+        One of the seven filterbanks of :func:`arraymel.mel_filterbank`.
+    center : bool
+    pad_mode : {"reflect", "constant"}
+    frame_step : {None, "kaldi"}
+    given : dict
+        Every parameter as it was given, before resolution.
+
+    See Also
+    --------
+    MelSpectrogram : Holds one, with Keras's interface.
+
+    Examples
+    --------
+    >>> import arraymel
+    >>> cfg = arraymel.MelConfig.create(fft_length=400, sequence_stride=160, max_freq=None)
+    >>> cfg.sequence_length, cfg.max_freq, cfg.given["max_freq"], cfg.n_frames(16000)
+    (400, 8000.0, None, 101)
     """
 
     fft_length: int
@@ -176,6 +208,34 @@ class MelConfig:
 
     @classmethod
     def create(cls, **kwargs: Any) -> "MelConfig":
+        """Validate parameters and resolve their defaults.
+
+        Parameters
+        ----------
+        **kwargs : optional
+            Keras's 13 parameters and arraymel's extensions (``top_db_scope``, ``dtype``,
+            ``filterbank``, ``center``, ``pad_mode``, ``frame_step``), by name, as
+            :class:`arraymel.MelSpectrogram` takes them; the rest take their defaults.
+
+        Returns
+        -------
+        MelConfig
+
+        Raises
+        ------
+        ValueError
+            A value out of its range; the message names the parameter, the value and what is allowed.
+        TypeError
+            An unknown parameter, or a value of the wrong type.
+
+        Examples
+        --------
+        >>> import arraymel
+        >>> arraymel.MelConfig.create(sequence_stride=0)
+        Traceback (most recent call last):
+        ...
+        ValueError: sequence_stride=0 is not allowed: ...
+        """
         unknown = set(kwargs) - set(KERAS_DEFAULTS) - set(EXTENSION_DEFAULTS)
         if unknown:
             allowed = ", ".join([*KERAS_DEFAULTS, *EXTENSION_DEFAULTS])
@@ -290,12 +350,51 @@ class MelConfig:
         return self.fft_length if self.center else self.sequence_length
 
     def n_frames(self, samples: int) -> int:
-        """The true frame count for ``samples`` input samples (SPEC.md step 3; without centring
-        ``1 + (samples - sequence_length) // sequence_stride``, as Kaldi's snip_edges)."""
+        """The true frame count for ``samples`` input samples.
+
+        ``1 + (samples + 2 * (fft_length // 2) - fft_length) // sequence_stride`` (docs/semantics.md,
+        step 3); without centring ``1 + (samples - sequence_length) // sequence_stride``, as Kaldi's
+        snip_edges.
+
+        Parameters
+        ----------
+        samples : int
+            Length of the signal.
+
+        Returns
+        -------
+        frames : int
+
+        Examples
+        --------
+        >>> import arraymel
+        >>> arraymel.MelConfig.create().n_frames(16000)
+        32
+        """
         return 1 + (samples + 2 * self.pad - self.frame_span) // self.sequence_stride
 
     def check_samples(self, samples: int) -> None:
-        """Without centring, a signal shorter than one frame has no frame: an error naming the sizes."""
+        """Check that a signal of ``samples`` samples has at least one frame.
+
+        Parameters
+        ----------
+        samples : int
+            Length of the signal.
+
+        Raises
+        ------
+        ValueError
+            Without centring (``center=False``), a signal shorter than ``sequence_length``, naming
+            both sizes. A centred configuration accepts any length.
+
+        Examples
+        --------
+        >>> import arraymel
+        >>> arraymel.MelConfig.create(center=False, fft_length=512, sequence_length=400).check_samples(300)
+        Traceback (most recent call last):
+        ...
+        ValueError: x has 300 samples: with center=False a frame needs sequence_length=400 samples, ...
+        """
         if not self.center and samples < self.sequence_length:
             raise ValueError(f"x has {samples} samples: with center=False a frame needs sequence_length="
                              f"{self.sequence_length} samples, so the signal must have at least that many.")
@@ -321,15 +420,48 @@ class MelConfig:
         )
 
     def replace(self, **changes: Any) -> "MelConfig":
-        """A new validated config with some parameters changed."""
+        """A new validated config with some parameters changed.
+
+        Parameters
+        ----------
+        **changes : optional
+            Parameters by name, as :meth:`create` takes them.
+
+        Returns
+        -------
+        MelConfig
+            The given parameters of this one, updated with ``changes`` and validated again.
+
+        Raises
+        ------
+        ValueError, TypeError
+            As :meth:`create`.
+
+        Examples
+        --------
+        >>> import arraymel
+        >>> arraymel.MelConfig.create(num_mel_bins=80).replace(fft_length=400).num_mel_bins
+        80
+        """
         given = {k: v for k, v in self.given.items()}
         given.update(changes)
         return MelConfig.create(**given)
 
     def keras_config(self) -> dict[str, Any]:
-        """The 13 Keras parameters as given (unresolved), as plain Python values Keras's layer takes: an array
-        window as a list, NumPy scalars as Python numbers, and the int parameters as ints (Keras fails on
-        ``fft_length=512.0``)."""
+        """The 13 Keras parameters as given (unresolved), as plain Python values Keras's layer takes.
+
+        Returns
+        -------
+        params : dict
+            An array window as a list, NumPy scalars as Python numbers, and the int parameters as
+            ints (Keras fails on ``fft_length=512.0``).
+
+        Examples
+        --------
+        >>> import arraymel
+        >>> arraymel.MelConfig.create(fft_length=512.0).keras_config()["fft_length"]
+        512
+        """
         out = {}
         for k in KERAS_DEFAULTS:
             v = self.given[k]

@@ -107,6 +107,33 @@ def show_config(mode: str = "stdout") -> dict[str, Any] | None:
 
     ``mode="stdout"`` prints it; ``mode="dicts"`` returns it as a dict (as ``numpy.show_config``).
 
+    Parameters
+    ----------
+    mode : {"stdout", "dicts"}, default "stdout"
+        Print a summary, or return the information as a dict.
+
+    Returns
+    -------
+    info : dict or None
+        With ``mode="dicts"``: keys ``arraymel``, ``python``, ``numpy``, ``machine``, ``fft``,
+        ``workers``, ``blas``, ``blas_in_calls`` and ``cuda``; None with ``mode="stdout"``.
+
+    Raises
+    ------
+    ValueError
+        An unknown ``mode``.
+
+    See Also
+    --------
+    get_workers : The thread count a call uses.
+
+    Notes
+    -----
+    Nothing is imported that a call would not import: CuPy is only asked for its devices when it
+    is installed.
+
+    Examples
+    --------
     >>> import arraymel
     >>> cfg = arraymel.show_config(mode="dicts")
     >>> cfg["workers"]["default"] >= 1 and cfg["fft"]["name"] in ("scipy.fft", "numpy.fft")

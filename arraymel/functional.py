@@ -176,28 +176,33 @@ def mel_spectrogram(
     top_db_scope : {"batch", "example"}, default "batch"
         The maximum for ``top_db`` is over the whole input (Keras) or per spectrogram (a result
         then does not depend on what it was batched with).
-    dtype : {None, "float32", "float64"}
-        Compute and output dtype; default the input's float dtype (float32 for integer input).
-    filterbank : {"exact", "keras"}, default "exact"
-        ``"exact"``: the filterbank evaluated in float64 (SPEC.md). ``"keras"``: Keras's own float32
-        evaluation of it, operation for operation, which moves band edges (up to 0.87 dB on some
-        configurations); use it to reproduce Keras's numbers, e.g. for a model trained on its layer.
-    device : {None, "cpu", "cuda", "cuda:N"}
+    dtype : {None, "float32", "float64"}, default None
+        Compute and output dtype; None takes the input's float dtype (float32 for integer and
+        half-precision input).
+    filterbank : {"exact", "keras", "librosa", "librosa-nonorm", "librosa-htk", "librosa-htk-nonorm", "kaldi"}, default "exact"
+        ``"exact"``: Keras's HTK-style filterbank evaluated in float64. ``"keras"``: Keras's own
+        float32 evaluation of it, operation for operation, which moves band edges (up to 1.5 dB on
+        rare configurations, see docs/semantics.md); use it to reproduce Keras's numbers, e.g. for
+        a model trained on its layer. The other five are the presets' filterbanks: librosa's
+        triangles linear in Hz on the Slaney (``"librosa"``, ``"librosa-nonorm"``) or HTK
+        (``"librosa-htk"``, ``"librosa-htk-nonorm"``) mel scale, with or without Slaney's area
+        norm, and Kaldi's mel banks (``"kaldi"``).
+    device : {None, "cpu", "cuda", "cuda:N"}, default None
         Where to compute; None computes where ``x`` lives. ``device="cuda"`` computes NumPy input
         on a GPU.
-    output : {None, "numpy", "device"}
+    output : {None, "numpy", "device"}, default None
         None returns the input's namespace (NumPy in, NumPy out, even when computed on a GPU);
         ``"numpy"`` always returns NumPy (a copy from the GPU, which waits for it); ``"device"``
         returns the array where it was computed (CuPy for ``device="cuda"``).
-    backend : {"auto", "generic", "numpy", "cupy", "cupy-fused"}
+    backend : {"auto", "generic", "numpy", "cupy", "cupy-fused"}, default "auto"
         ``"auto"`` picks the tuned NumPy path for NumPy input, the CuPy path for CuPy input, and
         the generic Array API path otherwise; the others force one. ``"cupy-fused"`` is the CuPy
         path with one fused kernel instead of cuFFT (opt-in, not yet measured on a GPU; sizes it
         does not cover use cuFFT: see docs/gpu.md).
-    max_memory : int, optional
+    max_memory : int, optional, default None
         Work-area budget in bytes; the input is processed in blocks of frames (and, on a GPU,
         of examples) so that temporary memory stays under it. The default adapts to the path.
-    workers : int, optional
+    workers : int, optional, default None
         CPU threads of the NumPy path (as ``scipy.fft``'s ``workers``): ``1`` computes on the
         calling thread, ``-1`` on every CPU available; None takes :func:`arraymel.get_workers`
         (set with :func:`arraymel.set_workers` or ``ARRAYMEL_NUM_THREADS``; default all CPUs).
@@ -206,8 +211,44 @@ def mel_spectrogram(
 
     Returns
     -------
-    array of shape ``(..., num_mel_bins, frames)``
+    S : array of shape ``(..., num_mel_bins, frames)``
+        dB (or power, with ``power_to_db=False``), in the input's namespace and on its device
+        unless ``output`` says otherwise, with
         ``frames = 1 + (samples + 2 * (fft_length // 2) - fft_length) // sequence_stride``.
+
+    Raises
+    ------
+    ValueError
+        A parameter out of its range (``sequence_stride=0``, ``min_freq >= max_freq``,
+        ``sequence_length > fft_length``, ...), an input with no samples or of rank 0, or an unknown
+        ``device``, ``output`` or ``backend``; the message names the parameter, the value and what
+        is allowed.
+    TypeError
+        A parameter of the wrong type (``window=("kaiser", 8.0)``, ``power_to_db=2``), or complex
+        or boolean input.
+
+    Warns
+    -----
+    UserWarning
+        Once per process, when a mel band receives no FFT bin (it is all zero), or when the input
+        looks like ``(samples, channels)`` (the last axis is always the samples).
+
+    See Also
+    --------
+    MelSpectrogram : The same computation with its parameters validated once, and Keras's config interface.
+    power_to_db : The dB step alone.
+    stft : The complex STFT the spectrogram is made from.
+    mel_filterbank : The matrix that maps FFT bins to mel bands.
+
+    Notes
+    -----
+    The pipeline (docs/semantics.md): the signal is reflect-padded by ``fft_length // 2`` on both
+    ends, cut into frames of ``fft_length`` samples every ``sequence_stride``, windowed, transformed
+    with an unnormalised one-sided DFT, raised to ``|X| ** mag_exp``, multiplied by the filterbank,
+    and converted to dB, ``10 * log10(max(S, min_power)) - 10 * log10(max(|ref_power|, min_power))``,
+    after which values more than ``top_db`` below the maximum are raised to it. Float32 input is
+    computed in float32 and is within 1e-3 dB of a float64 evaluation for every value within 60 dB
+    of its spectrogram's maximum.
 
     Examples
     --------

@@ -11,7 +11,25 @@ from arraymel.core.filterbank import MEL_BREAK_FREQUENCY_HERTZ, MEL_HIGH_FREQUEN
 
 
 def band_centres_hz(cfg: MelConfig) -> np.ndarray:
-    """Centre frequency in Hz of each mel band (the peak of its triangle)."""
+    """Centre frequency in Hz of each mel band (the peak of its triangle).
+
+    Parameters
+    ----------
+    cfg : MelConfig
+        The configuration whose bands are wanted (HTK mel scale, as Keras's filterbank).
+
+    Returns
+    -------
+    centres : numpy.ndarray of shape ``(num_mel_bins,)``
+        Increasing frequencies in Hz, between ``min_freq`` and ``max_freq``.
+
+    Examples
+    --------
+    >>> import arraymel, arraymel.plot
+    >>> c = arraymel.plot.band_centres_hz(arraymel.MelConfig.create(num_mel_bins=4, min_freq=0, max_freq=8000))
+    >>> c.round(1).tolist()
+    [458.7, 1218.1, 2475.1, 4555.8]
+    """
     edges = np.linspace(hertz_to_mel(cfg.min_freq), hertz_to_mel(cfg.max_freq), cfg.num_mel_bins + 2)
     return MEL_BREAK_FREQUENCY_HERTZ * np.expm1(edges[1:-1] / MEL_HIGH_FREQUENCY_Q)
 
@@ -29,26 +47,47 @@ def specshow(S: Any, *, ax: Any = None, title: str | None = None, colorbar: bool
 
     Parameters
     ----------
-    S : array ``(num_mel_bins, frames)``
-        dB (``power_to_db=True``) or power values, any namespace.
-    ax : matplotlib Axes, optional
+    S : array of shape ``(num_mel_bins, frames)``
+        dB (``power_to_db=True``) or power values, any namespace (copied to the host to draw).
+    ax : matplotlib.axes.Axes, optional, default None
         Where to draw; a new figure when None.
-    title : str, optional
-    colorbar : bool
+    title : str, optional, default None
+        Title of the axes.
+    colorbar : bool, default True
         Add a colour bar labelled in dB (or "power").
-    **params :
+    cmap : str, default "magma"
+        A matplotlib colour map name.
+    **params : optional
         The mel parameters that produced ``S`` (``sampling_rate``, ``sequence_stride``,
         ``num_mel_bins``, ``min_freq``, ``max_freq``, ``power_to_db``, ...), for the axes.
 
     Returns
     -------
-    The matplotlib ``AxesImage``.
+    image : matplotlib.image.AxesImage
+        The drawn image.
+
+    Raises
+    ------
+    ValueError
+        ``S`` is not 2-D, or ``num_mel_bins`` does not match ``S.shape[0]``.
+
+    See Also
+    --------
+    arraymel.mel_spectrogram : Computes ``S``.
+
+    Notes
+    -----
+    matplotlib (the ``plot`` extra) is imported when this is called, not with the module.
 
     Examples
     --------
-    >>> import numpy as np, arraymel, arraymel.plot  # doctest: +SKIP
-    >>> S = arraymel.mel_spectrogram(np.random.randn(16000).astype("float32"), num_mel_bins=64)  # doctest: +SKIP
-    >>> arraymel.plot.specshow(S, num_mel_bins=64)  # doctest: +SKIP
+    >>> import matplotlib; matplotlib.use("Agg")
+    >>> import numpy as np, arraymel, arraymel.plot
+    >>> x = np.random.default_rng(0).standard_normal(16000).astype(np.float32)
+    >>> S = arraymel.mel_spectrogram(x, num_mel_bins=64)
+    >>> image = arraymel.plot.specshow(S, num_mel_bins=64, title="noise")
+    >>> image.get_array().shape, image.axes.get_xlabel()
+    ((64, 32), 'time (s)')
     """
     import matplotlib.pyplot as plt
     from matplotlib.ticker import FuncFormatter

@@ -38,6 +38,37 @@ class MelSpectrogram(torch.nn.Module):
     paths, which build their own form of the same constants once per device and keep it.
 
     Picklable, so it works in a ``DataLoader`` worker (fork or spawn).
+
+    Parameters
+    ----------
+    **params : optional
+        The parameters of :class:`arraymel.MelSpectrogram`, by name.
+
+    Attributes
+    ----------
+    transform : arraymel.MelSpectrogram
+        The transform that computes.
+    window : torch.Tensor of shape ``(fft_length,)``
+        The analysis window centred in ``fft_length`` (a buffer).
+    filterbank : torch.Tensor of shape ``(fft_length // 2 + 1, num_mel_bins)``
+        The filterbank (a buffer).
+
+    Raises
+    ------
+    ValueError, TypeError
+        As :class:`arraymel.MelSpectrogram`, for a bad parameter.
+
+    See Also
+    --------
+    arraymel.MelSpectrogram : The same transform for any array library.
+
+    Examples
+    --------
+    >>> import torch, arraymel.torch
+    >>> mel = arraymel.torch.MelSpectrogram(num_mel_bins=40)
+    >>> S = mel(torch.zeros(3, 8000))
+    >>> S.shape, S.dtype, mel.filterbank.shape
+    (torch.Size([3, 40, 16]), torch.float32, torch.Size([1025, 40]))
     """
 
     def __init__(self, **params: Any) -> None:
@@ -52,17 +83,74 @@ class MelSpectrogram(torch.nn.Module):
                              persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """The mel spectrogram of ``x``, on ``x``'s device (not differentiable: a plain tensor)."""
+        """The mel spectrogram of ``x``, on ``x``'s device (not differentiable: a plain tensor).
+
+        Parameters
+        ----------
+        x : torch.Tensor of shape ``(..., samples)``
+            Real audio on any device; integer and half-precision input is computed in float32.
+
+        Returns
+        -------
+        S : torch.Tensor of shape ``(..., num_mel_bins, frames)``
+            On ``x``'s device, not attached to autograd.
+
+        Examples
+        --------
+        >>> import torch, arraymel.torch
+        >>> arraymel.torch.MelSpectrogram()(torch.zeros(16000)).shape
+        torch.Size([128, 32])
+        """
         return self.transform(x)
 
     def get_config(self) -> dict[str, Any]:
-        """As :meth:`arraymel.MelSpectrogram.get_config` (loads into ``keras.layers.MelSpectrogram``)."""
+        """As :meth:`arraymel.MelSpectrogram.get_config` (loads into ``keras.layers.MelSpectrogram``).
+
+        Returns
+        -------
+        config : dict
+            Keyword arguments that rebuild this module (:meth:`from_config`).
+
+        Examples
+        --------
+        >>> import arraymel.torch
+        >>> arraymel.torch.MelSpectrogram(num_mel_bins=80).get_config()["num_mel_bins"]
+        80
+        """
         return self.transform.get_config()
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> "MelSpectrogram":
-        """From :meth:`get_config`'s dict or a Keras ``MelSpectrogram`` config."""
+        """From :meth:`arraymel.torch.MelSpectrogram.get_config`'s dict or a Keras ``MelSpectrogram`` config.
+
+        Parameters
+        ----------
+        config : dict
+            The parameters by name (Keras layer keys are kept).
+
+        Returns
+        -------
+        MelSpectrogram
+
+        Examples
+        --------
+        >>> import arraymel.torch
+        >>> arraymel.torch.MelSpectrogram.from_config({"num_mel_bins": 64}).filterbank.shape
+        torch.Size([1025, 64])
+        """
         return cls(**config)
 
     def extra_repr(self) -> str:
+        """The parameters that differ from Keras's defaults, as ``print(module)`` shows them.
+
+        Returns
+        -------
+        text : str
+
+        Examples
+        --------
+        >>> import arraymel.torch
+        >>> arraymel.torch.MelSpectrogram(num_mel_bins=80)
+        MelSpectrogram(num_mel_bins=80)
+        """
         return repr(self.transform)[len("MelSpectrogram("):-1]

@@ -83,6 +83,24 @@ def _env_default() -> int | None:
 def get_workers() -> int:
     """The number of threads a call with ``workers=None`` uses here (see :func:`set_workers`).
 
+    Returns
+    -------
+    workers : int
+        The innermost :func:`arraymel.set_workers` value on this thread, else the
+        ``ARRAYMEL_NUM_THREADS`` environment variable, else every CPU available (``>= 1``).
+
+    Raises
+    ------
+    ValueError
+        ``ARRAYMEL_NUM_THREADS`` is set to something other than a non-zero int.
+
+    See Also
+    --------
+    set_workers : Set it for a ``with`` block.
+    show_config : Where the value comes from, and the CPUs available.
+
+    Examples
+    --------
     >>> import arraymel
     >>> with arraymel.set_workers(1):
     ...     arraymel.get_workers()
@@ -102,6 +120,31 @@ def set_workers(workers: int) -> Iterator[None]:
     As ``scipy.fft.set_workers``: ``-1`` means every CPU available; the setting is local to the
     calling thread (and to its ``contextvars`` context), and is restored on leaving the block.
 
+    Parameters
+    ----------
+    workers : int
+        Threads per call: a positive count, or a negative one counting back from the CPUs
+        available (``-1``: all of them).
+
+    Returns
+    -------
+    context : context manager
+        Use it in a ``with`` statement; it yields None.
+
+    Raises
+    ------
+    ValueError
+        ``workers=0``, or a negative count beyond the CPUs available.
+    TypeError
+        ``workers`` is not an int.
+
+    See Also
+    --------
+    get_workers : The value in force.
+    mel_spectrogram : Its ``workers`` argument overrides this for one call.
+
+    Examples
+    --------
     >>> import numpy as np, arraymel
     >>> with arraymel.set_workers(1):
     ...     arraymel.mel_spectrogram(np.zeros(16000, np.float32)).shape

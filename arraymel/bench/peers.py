@@ -62,7 +62,7 @@ def padded_window(params: dict[str, Any]) -> np.ndarray:
 def keras_filterbank(params: dict[str, Any]) -> np.ndarray:
     """The HTK mel filterbank of Keras/TensorFlow, ``(fft_length // 2 + 1, num_mel_bins)``, float64.
 
-    The library's own (SPEC.md step 7), for the peers that apply a filterbank themselves
+    The library's own (docs/semantics.md step 7), for the peers that apply a filterbank themselves
     (torch-stft, naive-cupy); tests/oracle.py is the independent check of it.
     """
     from arraymel.core.filterbank import filterbank_host  # noqa: PLC0415

@@ -1,4 +1,4 @@
-"""Power to decibels with Keras's floor, reference and ``top_db`` clipping (SPEC.md step 9)."""
+"""Power to decibels with Keras's floor, reference and ``top_db`` clipping (docs/semantics.md step 9)."""
 
 from __future__ import annotations
 
@@ -50,6 +50,39 @@ def power_to_db(
     more than ``top_db`` below the maximum are raised to it. The maximum is taken over the whole
     array (``top_db_scope="batch"``, Keras) or over the last two axes of each spectrogram
     (``"example"``). ``top_db=None`` clips nothing. Namespace, device and dtype are kept.
+
+    Parameters
+    ----------
+    power : array
+        Power (or ``|X| ** mag_exp``) values; a spectrogram is its last two axes. Integer input is
+        cast to float32.
+    min_power : float, default 1e-10
+        Floor applied to ``power`` and to ``|ref_power|`` before the logarithm.
+    ref_power : float, default 1.0
+        Reference power; its absolute value is used.
+    top_db : float or None, default 80.0
+        Values more than ``top_db`` below the maximum are raised to it; None clips nothing.
+    top_db_scope : {"batch", "example"}, default "batch"
+        The maximum over the whole array (Keras), or over each spectrogram's last two axes.
+
+    Returns
+    -------
+    db : array
+        The same shape, namespace and device as ``power``, in decibels.
+
+    Raises
+    ------
+    ValueError
+        ``min_power <= 0``, ``top_db < 0``, a non-finite parameter or an unknown ``top_db_scope``.
+
+    See Also
+    --------
+    mel_spectrogram : The whole pipeline, with this as its last step.
+
+    Notes
+    -----
+    NaN input stays NaN where it reaches; with batch scope a NaN maximum makes the whole output
+    NaN, as in Keras.
 
     Examples
     --------

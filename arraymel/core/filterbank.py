@@ -33,7 +33,7 @@ def _warn_empty_bands(weights: np.ndarray, fft_length: int, sampling_rate: float
 
 @lru_cache(maxsize=64)
 def filterbank_host(num_mel_bins: int, fft_length: int, sampling_rate: float, min_freq: float, max_freq: float) -> np.ndarray:
-    """The ``(fft_length // 2 + 1, num_mel_bins)`` float64 filterbank of SPEC.md step 7 (read-only, cached).
+    """The ``(fft_length // 2 + 1, num_mel_bins)`` float64 filterbank of docs/semantics.md step 7 (read-only, cached).
 
     Warns once per configuration when a band receives no FFT bin.
     """
@@ -57,7 +57,7 @@ def keras_filterbank_host(num_mel_bins: int, fft_length: int, sampling_rate: flo
     NumPy backend: the same NumPy operations, in the same order, in float32 (read-only, cached).
 
     Float32 moves band edges: on some configurations (a tone on a band edge, odd sampling rates) the
-    output is up to 0.87 dB from the float64 filterbank. This reproduces Keras's numbers for models trained
+    output is up to 1.5 dB from the float64 filterbank (docs/semantics.md). This reproduces Keras's numbers for models trained
     on its layer. The float32 values are returned as float64 (exactly), so that every path casts them to
     its compute dtype as Keras does (its float64 layer multiplies by the same float32 values).
     """
@@ -174,22 +174,63 @@ def mel_filterbank(
 ) -> Any:
     """The mel filterbank that maps ``fft_length // 2 + 1`` power bins to ``num_mel_bins`` bands.
 
-    HTK style as in TensorFlow and Keras: triangles linear in the mel domain, the DC row zero,
-    no area normalisation. Built in float64 (or as Keras builds it, in float32), returned in
+    By default HTK style as in TensorFlow and Keras: triangles linear in the mel domain, the DC row
+    zero, no area normalisation. Built in float64 (or as Keras builds it, in float32), returned in
     ``dtype`` (default float64).
 
     Parameters
     ----------
-    num_mel_bins, fft_length, sampling_rate, min_freq, max_freq :
-        As in :func:`arraymel.mel_spectrogram` (falsy ``max_freq`` means ``int(sampling_rate / 2)``).
-    filterbank : {"exact", "keras"}, default "exact"
-        ``"exact"`` evaluates it in float64; ``"keras"`` repeats Keras's float32 evaluation.
-    xp, device, dtype :
-        Namespace (default NumPy), device and dtype of the result.
+    num_mel_bins : int, default 128
+        Number of mel bands (columns).
+    fft_length : int, default 2048
+        FFT size; the matrix has ``fft_length // 2 + 1`` rows, one per one-sided FFT bin.
+    sampling_rate : float, default 16000
+        Sample rate in Hz.
+    min_freq : float, default 20.0
+        Lower edge of the first band, in Hz.
+    max_freq : float, optional, default None
+        Upper edge of the last band, in Hz; a falsy value means ``int(sampling_rate / 2)``.
+    filterbank : {"exact", "keras", "librosa", "librosa-nonorm", "librosa-htk", "librosa-htk-nonorm", "kaldi"}, default "exact"
+        ``"exact"`` evaluates Keras's HTK-style filterbank in float64; ``"keras"`` repeats Keras's
+        float32 evaluation operation for operation. The presets' filterbanks: ``"librosa"``
+        (``librosa.filters.mel``: Slaney mel scale, triangles linear in Hz, Slaney's area norm),
+        ``"librosa-nonorm"`` (the same, peak 1), ``"librosa-htk"`` and ``"librosa-htk-nonorm"``
+        (the HTK mel scale, with or without the norm; the latter is
+        ``torchaudio.functional.melscale_fbanks``), and ``"kaldi"`` (Kaldi's mel banks, triangles
+        linear in mel over the FFT bins).
+    xp : namespace, optional, default None
+        Array API namespace of the result (None: NumPy).
+    device : optional, default None
+        Device of the result, in ``xp``'s terms.
+    dtype : dtype, optional, default None
+        Dtype of the result (None: float64).
 
     Returns
     -------
-    array of shape ``(fft_length // 2 + 1, num_mel_bins)``
+    weights : array of shape ``(fft_length // 2 + 1, num_mel_bins)``
+        Non-negative weights; ``power @ weights`` is the mel power.
+
+    Raises
+    ------
+    ValueError
+        A parameter out of its range (``min_freq >= max_freq``, ``num_mel_bins < 1``, ...) or an
+        unknown ``filterbank``.
+
+    Warns
+    -----
+    UserWarning
+        When a band receives no FFT bin (its column is all zero), naming the bands.
+
+    See Also
+    --------
+    mel_spectrogram : Applies this matrix to the power spectrogram.
+
+    Notes
+    -----
+    The HTK mel scale is ``mel(f) = 1127 ln(1 + f / 700)``; ``num_mel_bins + 2`` edges are evenly
+    spaced in mel from ``min_freq`` to ``max_freq``, and band ``k`` rises from edge ``k`` to a peak
+    of 1 at edge ``k + 1`` and falls to 0 at edge ``k + 2``. The bins' frequencies are
+    ``linspace(0, sampling_rate / 2, fft_length // 2 + 1)``, and the DC row is zero.
 
     Examples
     --------
@@ -197,6 +238,9 @@ def mel_filterbank(
     >>> fb = arraymel.mel_filterbank(num_mel_bins=40, fft_length=512, sampling_rate=16000)
     >>> fb.shape, float(fb[0].max()), bool((fb <= 1).all())
     ((257, 40), 0.0, True)
+    >>> slaney = arraymel.mel_filterbank(num_mel_bins=40, fft_length=512, filterbank="librosa")
+    >>> bool(slaney.max() < 0.05)  # Slaney's area norm: a band's peak is 2 / its width in Hz
+    True
     """
     from arraymel._config import MelConfig
 

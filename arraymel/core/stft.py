@@ -1,4 +1,4 @@
-"""The centred short-time Fourier transform (SPEC.md steps 2-5), generic over Array API namespaces."""
+"""The centred short-time Fourier transform (docs/semantics.md steps 2-5), generic over Array API namespaces."""
 
 from __future__ import annotations
 
@@ -54,14 +54,35 @@ def stft(
     ----------
     x : array of shape ``(..., samples)``
         Real audio, any Array API namespace.
-    fft_length, sequence_stride, sequence_length, window :
+    fft_length : int, default 2048
+        FFT size and frame length.
+    sequence_stride : int, default 512
+        Hop between frames, in samples.
+    sequence_length : int, optional, default None
+        Window length (None: ``fft_length``), centred in the frame.
+    window : {"hann", "hamming"}, array or None, default "hann"
         As in :func:`arraymel.mel_spectrogram`.
-    dtype : {None, "float32", "float64"}
-        Real compute dtype; the result is the matching complex dtype.
+    dtype : {None, "float32", "float64"}, default None
+        Real compute dtype (None: the input's float dtype, float32 for integers); the result is
+        the matching complex dtype.
 
     Returns
     -------
-    complex array of shape ``(..., frames, fft_length // 2 + 1)`` (Keras's layout).
+    X : complex array of shape ``(..., frames, fft_length // 2 + 1)``
+        Keras's layout (frames before bins), with
+        ``frames = 1 + (samples + 2 * (fft_length // 2) - fft_length) // sequence_stride``.
+
+    Raises
+    ------
+    ValueError
+        A parameter out of its range, or input with no samples.
+    TypeError
+        Complex or boolean input, or a window of the wrong type.
+
+    See Also
+    --------
+    mel_spectrogram : The mel spectrogram computed from this STFT.
+    get_window : The window applied to each frame.
 
     Examples
     --------

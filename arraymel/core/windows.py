@@ -43,7 +43,7 @@ def centre_pad(w: np.ndarray, fft_length: int) -> np.ndarray:
 
 
 def window_host(window: Any, sequence_length: int, fft_length: int) -> np.ndarray:
-    """The analysis window of length ``fft_length`` in float64 on the host (SPEC.md step 4).
+    """The analysis window of length ``fft_length`` in float64 on the host (docs/semantics.md step 4).
 
     ``window=None`` is ones over the whole ``fft_length`` (sequence_length is then ignored).
     """
@@ -53,7 +53,7 @@ def window_host(window: Any, sequence_length: int, fft_length: int) -> np.ndarra
 
 
 def config_window(cfg: Any) -> np.ndarray | None:
-    """The ``fft_length`` analysis window of a :class:`~arraymel.MelConfig`: centred in the frame (SPEC.md
+    """The ``fft_length`` analysis window of a :class:`~arraymel.MelConfig`: centred in the frame (docs/semantics.md
     step 4; None for ``window=None``), or, without centring (Kaldi), its ``sequence_length`` samples first
     (ones for ``window=None``) and zeros after them."""
     if cfg.center:
@@ -79,19 +79,35 @@ def get_window(
 
     Parameters
     ----------
-    window : {"hann", "hamming"}, array or None
-        A periodic (DFT-even) window by name, an array of shape ``(sequence_length,)`` used as
-        given, or None (ones over ``fft_length``).
-    sequence_length : int, optional
+    window : {"hann", "hamming"}, array or None, default "hann"
+        A periodic (DFT-even) window by name, as ``scipy.signal.get_window`` makes it, an array
+        of shape ``(sequence_length,)`` used as given, or None (ones over ``fft_length``).
+    sequence_length : int, optional, default None
         Window length; defaults to ``fft_length`` (or 2048 when neither is given).
-    fft_length : int, optional
+    fft_length : int, optional, default None
         When given, the window is centred in ``fft_length`` samples with zeros around it.
-    xp, device, dtype :
-        Namespace (default NumPy), device and dtype of the result (default float64).
+    xp : namespace, optional, default None
+        Array API namespace of the result (None: NumPy).
+    device : optional, default None
+        Device of the result, in ``xp``'s terms.
+    dtype : dtype, optional, default None
+        Dtype of the result (None: float64).
 
     Returns
     -------
-    array of shape ``(fft_length,)`` if ``fft_length`` is given, else ``(sequence_length,)``.
+    w : array of shape ``(fft_length,)`` if ``fft_length`` is given, else ``(sequence_length,)``
+        The window's values.
+
+    Raises
+    ------
+    ValueError
+        ``sequence_length > fft_length``, a length below 1, or an array window of another length.
+    TypeError
+        A window that is neither a known name, an array nor None (e.g. ``("kaiser", 8.0)``).
+
+    See Also
+    --------
+    stft : Applies this window to each frame.
 
     Examples
     --------
