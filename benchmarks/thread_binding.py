@@ -1,7 +1,7 @@
 """Binding a call's threads to CPUs (``ARRAYMEL_PIN_THREADS=1``) against leaving them to the OS.
 
     .venv/bin/python benchmarks/thread_binding.py [--scenario alone two-processes busy-core]
-        [--workload keras-16x10s speech-16x10s] [--rounds 21] [--window 4]
+        [--workload keras-16x10s speech-16x10s] [--rounds 21] [--window 4] (also: --scenario beside-torch)
 
 Three situations arraymel runs in, each on one input per workload (``arraymel.bench.workloads``), calls on
 every CPU of the process (the default ``workers``, the only calls that bind):
@@ -15,6 +15,7 @@ every CPU of the process (the default ``workers``, the only calls that bind):
   ``--window`` seconds that alternate; calls per second of the two together.
 - ``busy-core``: one process while another program keeps one CPU busy (a spinning process bound to the
   last CPU); bound and unbound calls alternate as in ``alone``, with nothing before them.
+- ``beside-torch``: the same beside a small torch training loop in another process (torch's default threads).
 
 Medians and quartiles (ms, or calls/s), then ``uptime``.
 """
@@ -72,21 +73,38 @@ def alone(workloads, rounds: int) -> None:
             print(_line(f"{name} after {label}", _alternate(mel, x, prepare, rounds)))
 
 
-def busy_core(workloads, rounds: int) -> None:
+_TORCH_LOOP = """
+import torch
+model = torch.nn.Sequential(torch.nn.Linear(512, 512), torch.nn.ReLU(), torch.nn.Linear(512, 10))
+opt = torch.optim.SGD(model.parameters(), lr=0.01)
+x, y = torch.randn(256, 512), torch.randint(0, 10, (256,))
+while True:
+    opt.zero_grad()
+    torch.nn.functional.cross_entropy(model(x), y).backward()
+    opt.step()
+"""
+
+
+def busy_core(workloads, rounds: int, torch_loop: bool = False) -> None:
     import arraymel
     from arraymel.bench.workloads import WORKLOADS
 
     cpus = sorted(os.sched_getaffinity(0))
-    spin = subprocess.Popen([sys.executable, "-c", f"import os; os.sched_setaffinity(0, {{{cpus[-1]}}})\nwhile True: pass"])
+    if torch_loop:
+        spin = subprocess.Popen([sys.executable, "-c", _TORCH_LOOP])
+        what = "a torch training loop (torch's default threads) in another process"
+    else:
+        spin = subprocess.Popen([sys.executable, "-c", f"import os; os.sched_setaffinity(0, {{{cpus[-1]}}})\nwhile True: pass"])
+        what = f"a spinning process bound to CPU {cpus[-1]}"
     try:
-        time.sleep(0.5)
-        print(f"busy-core: a spinning process bound to CPU {cpus[-1]}; {rounds} rounds; median [quartiles] ms")
+        time.sleep(3.0 if torch_loop else 0.5)
+        print(f"{'beside-torch' if torch_loop else 'busy-core'}: {what}; {rounds} rounds; median [quartiles] ms")
         for name in workloads:
             w = WORKLOADS[name]
             x = w.make_batch()
             mel = arraymel.MelSpectrogram(**w.params)
             mel(x)
-            print(_line(f"{name} beside a busy core", _alternate(mel, x, lambda: None, rounds)))
+            print(_line(f"{name} beside {'torch' if torch_loop else 'a busy core'}", _alternate(mel, x, lambda: None, rounds)))
     finally:
         spin.kill()
         spin.wait()
@@ -131,7 +149,7 @@ def two_processes(workloads, rounds: int, window: float) -> None:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--scenario", nargs="+", default=["alone", "two-processes", "busy-core"],
-                    choices=["alone", "two-processes", "busy-core"])
+                    choices=["alone", "two-processes", "busy-core", "beside-torch"])
     ap.add_argument("--workload", nargs="+", default=["keras-16x10s", "speech-16x10s"])
     ap.add_argument("--rounds", type=int, default=21)
     ap.add_argument("--window", type=float, default=4.0)
@@ -141,8 +159,8 @@ def main(argv=None) -> int:
         for scenario in args.scenario:
             if scenario == "alone":
                 alone(args.workload, args.rounds)
-            elif scenario == "busy-core":
-                busy_core(args.workload, args.rounds)
+            elif scenario in ("busy-core", "beside-torch"):
+                busy_core(args.workload, args.rounds, torch_loop=scenario == "beside-torch")
             else:
                 two_processes(args.workload, max(2, args.rounds // 5), args.window)
     finally:
