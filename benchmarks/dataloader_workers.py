@@ -12,13 +12,15 @@ alternating in one process:
 - ``all-cpus``: ``ARRAYMEL_NUM_THREADS=-1`` in the workers: each worker on every CPU, the default before
   worker processes got one thread.
 
-Prints the median, minimum and maximum clips per second of each (workers, variant) and the load average.
+Prints the median, minimum and maximum clips per second of each (workers, variant), the median CPU time the
+workers used per clip, and the load average.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import resource
 import time
 import warnings
 
@@ -46,8 +48,9 @@ class Clips:
         return self.mel(self.signal[start : start + 16000 * SECONDS])
 
 
-def epoch(dataset: Clips, workers: int, variant: str) -> float:
-    """Seconds for one pass over ``dataset`` with ``workers`` fork workers under ``variant``'s setting."""
+def epoch(dataset: Clips, workers: int, variant: str) -> tuple[float, float]:
+    """Seconds for one pass over ``dataset`` with ``workers`` fork workers under ``variant``'s setting, and the
+    CPU seconds the workers used (they are joined at the end of the pass, so the OS has counted them)."""
     from torch.utils.data import DataLoader
 
     saved = os.environ.pop("ARRAYMEL_NUM_THREADS", None)
@@ -55,10 +58,14 @@ def epoch(dataset: Clips, workers: int, variant: str) -> float:
         os.environ["ARRAYMEL_NUM_THREADS"] = VARIANTS[variant]  # inherited by the forked workers
     try:
         loader = DataLoader(dataset, batch_size=16, num_workers=workers, multiprocessing_context="fork")
+        c0 = resource.getrusage(resource.RUSAGE_CHILDREN)
         t0 = time.perf_counter()
         for _ in loader:
             pass
-        return time.perf_counter() - t0
+        seconds = time.perf_counter() - t0
+        del loader  # its workers exit and are joined
+        c1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return seconds, (c1.ru_utime + c1.ru_stime) - (c0.ru_utime + c0.ru_stime)
     finally:
         os.environ.pop("ARRAYMEL_NUM_THREADS", None)
         if saved is not None:
@@ -82,14 +89,16 @@ def main(argv=None) -> int:
     print(f"{args.clips} clips of {SECONDS} s, {args.config} settings, {os.cpu_count()} CPUs; "
           f"clips/s median [min-max] of {args.rounds} epochs; load before {open('/proc/loadavg').read().split()[:3]}")
     for workers in args.workers:
-        times: dict[str, list[float]] = {v: [] for v in args.variants}
+        times: dict[str, list[tuple[float, float]]] = {v: [] for v in args.variants}
         for r in range(args.rounds):
             order = args.variants if r % 2 == 0 else args.variants[::-1]
             for v in order:
                 times[v].append(epoch(dataset, workers, v))
         for v, ts in times.items():
-            rates = sorted(args.clips / t for t in ts)
-            print(f"  {workers} workers  {v:9s} {np.median(rates):7.1f} [{rates[0]:.1f}-{rates[-1]:.1f}] clips/s")
+            rates = sorted(args.clips / t for t, _ in ts)
+            cpu = np.median([c / args.clips * 1e3 for _, c in ts])
+            print(f"  {workers} workers  {v:9s} {np.median(rates):7.1f} [{rates[0]:.1f}-{rates[-1]:.1f}] clips/s, "
+                  f"workers' CPU {cpu:.1f} ms per clip")
     print("load after", open("/proc/loadavg").read().split()[:3])
     return 0
 
