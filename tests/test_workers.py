@@ -100,19 +100,22 @@ def test_a_call_computes_on_exactly_workers_threads_and_wakes_no_blas_thread(mon
             assert sum(others.values()) < 2.0, f"threads other than arraymel's two workers used CPU (ms): {others}"
 
 
-def test_split_products_equal_whole_ones_within_rounding_and_depend_on_shapes_only():
-    """A product over OpenBLAS's threshold is split over frames (and rows): the bands agree with one whole
-    product within float32 rounding, and a clip's numbers are the same alone and in a batch."""
-    x = X[:2]
-    split = arraymel.mel_spectrogram(x, workers=2, power_to_db=False, **SPEECH)
+@pytest.mark.parametrize("params, scale", [(SPEECH, 1.0), ({}, 1e15)], ids=["banded", "dense"])
+def test_split_products_equal_whole_ones_within_rounding_and_depend_on_shapes_only(params, scale):
+    """A product over OpenBLAS's threshold is split over frames (and rows, for the dense product that samples too
+    large for the banded one take): the bands agree with one whole product within float32 rounding, and a clip's
+    numbers are the same alone and in a batch."""
+    x = X[:2] * np.float32(scale)
+    split = arraymel.mel_spectrogram(x, workers=2, power_to_db=False, **params)
     saved = pipeline.MAX_PRODUCT
     pipeline.MAX_PRODUCT = 1 << 62
     try:
-        whole = arraymel.mel_spectrogram(x, workers=2, power_to_db=False, **SPEECH)
+        whole = arraymel.mel_spectrogram(x, workers=2, power_to_db=False, **params)
     finally:
         pipeline.MAX_PRODUCT = saved
+    assert np.isfinite(split).all()
     np.testing.assert_allclose(split, whole, rtol=2e-6, atol=0)
-    np.testing.assert_array_equal(arraymel.mel_spectrogram(x[1:], workers=1, power_to_db=False, **SPEECH), split[1:])
+    np.testing.assert_array_equal(arraymel.mel_spectrogram(x[1:], workers=1, power_to_db=False, **params), split[1:])
 
 
 def test_a_small_call_computes_on_the_calling_thread_alone(monkeypatch):

@@ -84,8 +84,9 @@ MIN_PARALLEL_FRAME_SAMPLES = 1 << 20
 #: only, so a clip's numbers still depend on nothing else.
 MAX_PRODUCT = 1 << 18
 
-#: Frames per piece when a product must be split across its rows too (the dense product, mels x every bin):
-#: at least two, so that a piece stays a matrix product (a matrix-vector product has its own, lower, threshold).
+#: Frames per piece when a product must be split across its rows too (the dense product, mels x every bin),
+#: fewer only where a single row of that many frames would pass :data:`MAX_PRODUCT` (never under two, so that
+#: a piece stays a matrix product: a matrix-vector product has its own, lower, threshold).
 MIN_PIECE_FRAMES = 16
 
 
@@ -97,7 +98,9 @@ def _product(w: np.ndarray, src: np.ndarray, out: np.ndarray) -> None:
     if rows * k * n <= MAX_PRODUCT:
         np.matmul(w, src, out=out)
         return
-    step = max(MIN_PIECE_FRAMES, MAX_PRODUCT // (rows * k))
+    step = MAX_PRODUCT // (rows * k)
+    if step < MIN_PIECE_FRAMES:
+        step = max(2, min(MIN_PIECE_FRAMES, MAX_PRODUCT // k))
     row_step = max(1, MAX_PRODUCT // (k * step))
     for t in range(0, n, step):
         for r in range(0, rows, row_step):
