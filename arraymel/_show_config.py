@@ -30,8 +30,10 @@ def _workers() -> dict[str, Any]:
     default, source = _threads.default_rule()
     env = os.environ.get(_threads.ENV, "").strip()
     try:
-        bind = ("a call on every CPU binds each thread to its own CPU" if binding.enabled()
-                else f"off (set {binding.PIN_ENV}=1 to bind)") if hasattr(os, "sched_setaffinity") else "not available here"
+        bind = "not available here"
+        if hasattr(os, "sched_setaffinity"):
+            bind = ("a call on every CPU binds each thread to its own CPU" if binding.enabled()
+                    else f"off (set {binding.PIN_ENV}=1 to bind)")
     except ValueError as e:
         bind = str(e)
     return {"default": default, "source": source, "cpus_available": _threads.cpu_count(), "env": env or None,

@@ -94,7 +94,8 @@ def busy_core(workloads, rounds: int, torch_loop: bool = False) -> None:
         spin = subprocess.Popen([sys.executable, "-c", _TORCH_LOOP])
         what = "a torch training loop (torch's default threads) in another process"
     else:
-        spin = subprocess.Popen([sys.executable, "-c", f"import os; os.sched_setaffinity(0, {{{cpus[-1]}}})\nwhile True: pass"])
+        code = f"import os; os.sched_setaffinity(0, {{{cpus[-1]}}})\nwhile True: pass"
+        spin = subprocess.Popen([sys.executable, "-c", code])
         what = f"a spinning process bound to CPU {cpus[-1]}"
     try:
         time.sleep(3.0 if torch_loop else 0.5)
@@ -104,7 +105,8 @@ def busy_core(workloads, rounds: int, torch_loop: bool = False) -> None:
             x = w.make_batch()
             mel = arraymel.MelSpectrogram(**w.params)
             mel(x)
-            print(_line(f"{name} beside {'torch' if torch_loop else 'a busy core'}", _alternate(mel, x, lambda: None, rounds)))
+            beside = "torch" if torch_loop else "a busy core"
+            print(_line(f"{name} beside {beside}", _alternate(mel, x, lambda: None, rounds)))
     finally:
         spin.kill()
         spin.wait()

@@ -2,10 +2,11 @@
 
 Bound, a call on every CPU of the calling thread's affinity mask runs on ``workers`` pool threads,
 one per CPU, while the calling thread waits (its own mask is never changed); each pool thread gets
-its mask back when the call ends. It is off by default because it did not pay where arraymel
-usually runs (docs/threads.md): a bound thread cannot leave a CPU that another program keeps busy,
-and two processes that both bind share the same CPUs. What it helps is one process alone on an
-otherwise idle virtual machine, whose halted vCPU Linux is slow to wake.
+its mask back when the call ends. It is off by default because it did not pay in every common
+situation (docs/threads.md): beside a torch training loop bound calls were slower, since a bound
+thread cannot leave a CPU that another program keeps busy. What it helps is a call whose second
+thread Linux would wake on the caller's CPU: after a pause on a virtual machine whose idle CPU is
+halted, or when every CPU looks busy.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ _OFF = ("", "0", "false", "off", "no")
 
 
 def enabled() -> bool:
-    """``ARRAYMEL_PIN_THREADS``: 1 (or true, on, yes) binds a call's threads when it uses every CPU; unset or 0 never."""
+    """``ARRAYMEL_PIN_THREADS``: 1 (or true, on, yes) binds a call's threads when it uses every CPU; unset or 0
+    never does."""
     raw = os.environ.get(PIN_ENV, "").strip().lower()
     if raw in _ON:
         return True

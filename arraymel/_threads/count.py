@@ -57,7 +57,8 @@ def _env_default() -> int | None:
     try:
         value = int(raw)
     except ValueError:
-        raise ValueError(f"{ENV}={raw!r} is not allowed: it must be an int >= 1 or a negative int (-1: all CPUs).") from None
+        raise ValueError(f"{ENV}={raw!r} is not allowed: it must be an int >= 1 or a negative int "
+                         "(-1: all CPUs).") from None
     return thread_count(value, ENV)
 
 
