@@ -310,7 +310,8 @@ class Rules(Dataset):  # what a DataLoader worker's calls would take, without an
 if __name__ == "__main__":
     out = {"main": list(_threads.default_rule())}
     for ctx in ("fork", "spawn"):
-        dl = DataLoader(Rules(), batch_size=None, num_workers=2, multiprocessing_context=ctx, timeout=120)
+        n = 2 if ctx == "fork" else 1  # a spawned worker imports torch afresh: one is enough
+        dl = DataLoader(Rules(), batch_size=None, num_workers=n, multiprocessing_context=ctx, timeout=120)
         out["dataloader-" + ctx] = [list(r) for r in dl]
     with mp.get_context("spawn").Pool(1) as p:
         out["pool-spawn"] = list(p.apply(_threads.default_rule))
