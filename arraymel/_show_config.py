@@ -24,17 +24,19 @@ def _version(dist: str) -> str | None:
 
 
 def _workers() -> dict[str, Any]:
-    from arraymel._numpy import workers as w
+    from arraymel import _threads
+    from arraymel._threads import binding
 
-    scoped = w._DEFAULT.get()
-    env = os.environ.get(w.ENV, "").strip()
-    source = "set_workers()" if scoped is not None else (w.ENV if env else "CPUs available")
+    default, source = _threads.default_rule()
+    env = os.environ.get(_threads.ENV, "").strip()
     try:
-        bind = ("a call on every CPU binds each thread to its own CPU" if w.pin_threads_enabled()
-                else f"off ({w.PIN_ENV}=0)") if hasattr(os, "sched_setaffinity") else "not available here"
+        bind = "not available here"
+        if hasattr(os, "sched_setaffinity"):
+            bind = ("a call on every CPU binds each thread to its own CPU" if binding.enabled()
+                    else f"off (set {binding.PIN_ENV}=1 to bind)")
     except ValueError as e:
         bind = str(e)
-    return {"default": w.get_workers(), "source": source, "cpus_available": w.cpu_count(), "env": env or None,
+    return {"default": default, "source": source, "cpus_available": _threads.cpu_count(), "env": env or None,
             "binding": bind}
 
 
@@ -95,8 +97,7 @@ def config() -> dict[str, Any]:
         "fft": _fft(),
         "workers": _workers(),
         "blas": _blas(),
-        "blas_in_calls": "held to 1 thread while arraymel computes" if importlib.util.find_spec("threadpoolctl")
-        else "not limited (threadpoolctl is not installed)",
+        "blas_in_calls": "left as set (arraymel changes no BLAS or OpenMP thread count)",
         "cuda": _cuda(),
     }
 

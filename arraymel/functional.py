@@ -9,7 +9,7 @@ import numpy as np
 
 from arraymel import _backend, _dlpack
 from arraymel._config import MelConfig
-from arraymel._numpy import workers as _workers
+from arraymel import _threads
 from arraymel.core.inputs import as_array, compute_dtype_name, warn_if_channels_last
 
 
@@ -77,7 +77,7 @@ def compute(
     plan = _backend.choose(x, device=device, backend=backend, output=output)
     if max_memory is not None and (isinstance(max_memory, bool) or not isinstance(max_memory, (int, np.integer)) or max_memory <= 0):
         raise ValueError(f"max_memory={max_memory!r} is not allowed: max_memory must be None (automatic) or an int > 0 (bytes).")
-    n_workers = _workers.resolve(workers)
+    n_workers = _threads.resolve(workers)
     dtype_name = compute_dtype_name(x, xp, cfg.dtype)
     warn_if_channels_last(tuple(x.shape), cfg.fft_length)
     cfg.check_samples(int(x.shape[-1]))
@@ -205,9 +205,10 @@ def mel_spectrogram(
     workers : int, optional, default None
         CPU threads of the NumPy path (as ``scipy.fft``'s ``workers``): ``1`` computes on the
         calling thread, ``-1`` on every CPU available; None takes :func:`arraymel.get_workers`
-        (set with :func:`arraymel.set_workers` or ``ARRAYMEL_NUM_THREADS``; default all CPUs).
-        A small call (under about a million frame samples, e.g. one 10 s clip) computes on the
-        calling thread alone. BLAS is held to one thread meanwhile. Other paths ignore it.
+        (set with :func:`arraymel.set_workers` or ``ARRAYMEL_NUM_THREADS``; default all CPUs, one
+        in a worker process). A small call (under about a million frame samples, e.g. one 10 s
+        clip) computes on the calling thread alone. No BLAS or OpenMP setting is changed. Other
+        paths ignore it.
 
     Returns
     -------

@@ -6,7 +6,7 @@ import numbers
 from typing import Any
 
 from arraymel._config import EXTENSION_DEFAULTS, KERAS_DEFAULTS, MelConfig
-from arraymel._numpy.workers import thread_count
+from arraymel._threads import thread_count
 from arraymel.functional import StateCache, compute
 
 

@@ -55,13 +55,13 @@ def test_bench_names_its_threads_through_show_config(monkeypatch):
 def test_show_config_says_whether_a_call_binds_its_threads(monkeypatch):
     import os
 
-    from arraymel._numpy import workers as _workers
+    from arraymel._threads import binding
 
-    monkeypatch.delenv(_workers.PIN_ENV, raising=False)
-    on = arraymel.show_config(mode="dicts")["workers"]["binding"]
-    monkeypatch.setenv(_workers.PIN_ENV, "0")
+    monkeypatch.delenv(binding.PIN_ENV, raising=False)
     off = arraymel.show_config(mode="dicts")["workers"]["binding"]
+    monkeypatch.setenv(binding.PIN_ENV, "1")
+    on = arraymel.show_config(mode="dicts")["workers"]["binding"]
     if hasattr(os, "sched_setaffinity"):
-        assert on.startswith("a call on every CPU binds") and off == "off (ARRAYMEL_PIN_THREADS=0)"
+        assert on.startswith("a call on every CPU binds") and off == "off (set ARRAYMEL_PIN_THREADS=1 to bind)"
     else:
         assert on == off == "not available here"

@@ -1,5 +1,6 @@
-"""Thread control of the NumPy path: ``workers=``, ``set_workers``, ``ARRAYMEL_NUM_THREADS``, and BLAS
-held to one thread inside a call (issue 10: no oversubscription)."""
+"""Thread control of the NumPy path: ``workers=``, ``set_workers``, ``ARRAYMEL_NUM_THREADS``, the pool, binding,
+and no other library's threads started, limited or left changed by a call (tests/test_threads_citizen.py has
+concurrent calls, other libraries' thread counts and worker processes)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ import pytest
 
 import arraymel
 from arraymel._numpy import pipeline
-from arraymel._numpy import workers as _workers
+from arraymel import _threads as _workers
+from arraymel._threads import binding, pool
 
 X = np.random.default_rng(3).standard_normal((3, 160000)).astype(np.float32)  # 3 clips of 10 s: 6 tiles or more
 
@@ -33,7 +35,7 @@ def _task_cpu_ns() -> dict[int, int]:
 class BlockSpy:
     """Wraps ``NumpyState._mel`` (one call per block) to record which threads computed and BLAS's threads there."""
 
-    def __init__(self, monkeypatch, blas):
+    def __init__(self, monkeypatch, blas=None):
         self.threads: set[int] = set()
         self.native: set[int] = set()
         self.blas_threads: set[int] = set()
@@ -42,7 +44,8 @@ class BlockSpy:
         def spy(state, p, o, dense):
             self.threads.add(threading.get_ident())
             self.native.add(threading.get_native_id())
-            self.blas_threads.update(lib["num_threads"] for lib in blas.info())
+            if blas is not None:
+                self.blas_threads.update(lib["num_threads"] for lib in blas.info())
             return real(state, p, o, dense)
 
         monkeypatch.setattr(pipeline.NumpyState, "_mel", spy)
@@ -53,8 +56,14 @@ class BlockSpy:
         self.blas_threads.clear()
 
 
+SPEECH = dict(fft_length=400, sequence_stride=160, num_mel_bins=80)  # products over OpenBLAS's threshold unless split
+
+
 @pytest.mark.skipif(not os.path.exists("/proc/self/task"), reason="per-thread CPU times come from Linux's /proc")
-def test_inside_a_call_blas_has_one_thread_and_exactly_workers_threads_compute(monkeypatch):
+def test_a_call_computes_on_exactly_workers_threads_and_wakes_no_blas_thread(monkeypatch):
+    """No BLAS limit is set, so no product inside a block may be large enough for BLAS to use its own threads:
+    OpenBLAS keeps its setting inside the call, and no thread but the call's own gets CPU time from it, for the
+    banded products (speech settings: the largest before splitting) and the dense one (a NaN sample)."""
     threadpoolctl = pytest.importorskip("threadpoolctl")
     blas = threadpoolctl.ThreadpoolController().select(user_api="blas")
     assert blas.info(), "NumPy's BLAS is not visible to threadpoolctl"
@@ -70,31 +79,49 @@ def test_inside_a_call_blas_has_one_thread_and_exactly_workers_threads_compute(m
             assert len(spy.threads) == workers, (workers, spy.threads)
             if workers == 1:
                 assert spy.threads == {threading.get_ident()}  # on the calling thread
-            assert spy.blas_threads == {1}  # BLAS reported one thread in every block
-            assert {lib["num_threads"] for lib in blas.info()} == {2}  # and its own setting is back after the call
+            assert spy.blas_threads == {2}  # BLAS keeps its own setting in every block
 
-        # What the OS sees: once the pool's threads sleep again, a call runs on its own workers only;
-        # no BLAS thread (nor any other) gets CPU time from it. A NaN sample sends every block through
-        # the dense product (mels x bins x frames): products large enough for OpenBLAS to use its threads.
-        spy.clear()
+        # What the OS sees: once OpenBLAS's threads sleep again, a call runs on its own workers only.
         x = np.tile(X, (2, 1))
-        x[0, 100] = np.nan
-        a @ a
-        time.sleep(0.5)  # OpenBLAS's threads spin about 0.1 s after a call, then sleep
-        before = _task_cpu_ns()
-        arraymel.mel_spectrogram(x, workers=2)
-        after = _task_cpu_ns()
-    used = {tid: (after[tid] - before.get(tid, 0)) / 1e6 for tid in after}
-    others = {tid: ms for tid, ms in used.items() if tid not in spy.native and tid != threading.get_native_id()}
-    assert len(spy.native) == 2 and all(used[t] > 1.0 for t in spy.native), used
-    assert sum(others.values()) < 2.0, f"threads other than arraymel's two workers used CPU (ms): {others}"
+        nan = x.copy()
+        nan[:, 100] = np.nan  # every tile that reads sample 100 takes the dense product (mels x every bin)
+        for params, batch in ((SPEECH, x), ({}, nan)):
+            spy.clear()
+            arraymel.mel_spectrogram(batch, workers=2, **params)  # warm: the state is built outside the measure
+            spy.clear()
+            a @ a
+            time.sleep(0.5)  # OpenBLAS's threads spin about 0.1 s after a call, then sleep
+            before = _task_cpu_ns()
+            arraymel.mel_spectrogram(batch, workers=2, **params)
+            after = _task_cpu_ns()
+            used = {tid: (after[tid] - before.get(tid, 0)) / 1e6 for tid in after}
+            others = {tid: ms for tid, ms in used.items() if tid not in spy.native and tid != threading.get_native_id()}
+            assert len(spy.native) == 2 and all(used[t] > 1.0 for t in spy.native), used
+            assert sum(others.values()) < 2.0, f"threads other than arraymel's two workers used CPU (ms): {others}"
+
+
+@pytest.mark.parametrize("params, scale", [(SPEECH, 1.0), ({}, 1e15)], ids=["banded", "dense"])
+def test_split_products_equal_whole_ones_within_rounding_and_depend_on_shapes_only(params, scale):
+    """A product over OpenBLAS's threshold is split over frames (and rows, for the dense product that samples too
+    large for the banded one take): the bands agree with one whole product within float32 rounding, and a clip's
+    numbers are the same alone and in a batch."""
+    x = X[:2] * np.float32(scale)
+    split = arraymel.mel_spectrogram(x, workers=2, power_to_db=False, **params)
+    saved = pipeline.MAX_PRODUCT
+    pipeline.MAX_PRODUCT = 1 << 62
+    try:
+        whole = arraymel.mel_spectrogram(x, workers=2, power_to_db=False, **params)
+    finally:
+        pipeline.MAX_PRODUCT = saved
+    assert np.isfinite(split).all()
+    np.testing.assert_allclose(split, whole, rtol=2e-6, atol=0)
+    np.testing.assert_array_equal(arraymel.mel_spectrogram(x[1:], workers=1, power_to_db=False, **params), split[1:])
 
 
 def test_a_small_call_computes_on_the_calling_thread_alone(monkeypatch):
     """One 10 s clip (two tiles with Keras defaults) is under pipeline.MIN_PARALLEL_FRAME_SAMPLES: however many
     workers are asked for, it does not wake the pool; three clips do, and give the same bytes either way."""
-    threadpoolctl = pytest.importorskip("threadpoolctl")
-    spy = BlockSpy(monkeypatch, threadpoolctl.ThreadpoolController().select(user_api="blas"))
+    spy = BlockSpy(monkeypatch)
     one = X[:1]
     assert one.shape[1] // 512 * 2048 < pipeline.MIN_PARALLEL_FRAME_SAMPLES <= X.shape[0] * (X.shape[1] // 512) * 2048
     out = arraymel.mel_spectrogram(one, workers=2, top_db=None)
@@ -197,36 +224,6 @@ def test_a_failing_block_raises_after_every_worker_stopped():
     assert 3 not in done and threading.active_count() >= 1
 
 
-@pytest.mark.filterwarnings("ignore:os.fork:RuntimeWarning")  # the child only reads BLAS settings and exits
-def test_a_child_forked_during_a_call_gets_its_blas_threads_back():
-    threadpoolctl = pytest.importorskip("threadpoolctl")
-    before = {i["filepath"]: i["num_threads"] for i in threadpoolctl.threadpool_info()}
-    if not before or max(before.values()) < 2:
-        pytest.skip("no multi-threaded BLAS here")
-    held, release = threading.Event(), threading.Event()
-
-    def call_in_progress():
-        with _workers.blas_single_threaded():  # what another thread's call holds while the fork happens
-            held.set()
-            release.wait()
-
-    t = threading.Thread(target=call_in_progress)
-    t.start()
-    held.wait()
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: no arraymel call is running here, so BLAS has its own setting again
-        info = {i["filepath"]: i["num_threads"] for i in threadpoolctl.threadpool_info()}
-        os.write(w, b"1" if info == before else b"0")
-        os._exit(0)
-    os.close(w)
-    got = os.read(r, 1)
-    os.waitpid(pid, 0)
-    release.set()
-    t.join()
-    assert got == b"1"
-
-
 # ---------------------------------------------------------------------- binding a call's threads to CPUs
 def _can_bind() -> bool:
     """Linux, two CPUs or more, and an OS that lets a thread set its own mask (a sandbox may refuse)."""
@@ -266,7 +263,7 @@ class MaskSpy:
 
 @needs_binding
 def test_a_call_on_every_cpu_binds_each_thread_to_its_own_cpu_then_restores_every_mask(monkeypatch):
-    monkeypatch.delenv(_workers.PIN_ENV, raising=False)
+    monkeypatch.setenv(binding.PIN_ENV, "1")  # binding is opt-in
     full = frozenset(os.sched_getaffinity(0))
     n = len(full)
     x = _batch_for(n)
@@ -290,25 +287,30 @@ def test_a_call_on_every_cpu_binds_each_thread_to_its_own_cpu_then_restores_ever
 
 @needs_binding
 def test_no_binding_with_a_cpu_to_spare_more_threads_than_cpus_or_turned_off(monkeypatch):
-    monkeypatch.delenv(_workers.PIN_ENV, raising=False)
+    monkeypatch.setenv(binding.PIN_ENV, "1")  # binding is opt-in
     full = frozenset(os.sched_getaffinity(0))
     n = len(full)
     x = _batch_for(n + 1)
-    assert _workers.cpus_to_bind(n) is not None
-    assert _workers.cpus_to_bind(n)[0] in full
+    assert binding.cpus_to_bind(n) is not None
+    assert binding.cpus_to_bind(n)[0] in full
     with monkeypatch.context() as m:
-        m.setattr(_workers.os, "sched_getaffinity", lambda pid: set(range(n + 1)))
-        assert _workers.cpus_to_bind(n) is None  # a CPU to spare: the OS may place the threads better
-    assert _workers.cpus_to_bind(n + 1) is None  # oversubscribed on purpose: nothing to bind one-to-one
+        m.setattr(binding.os, "sched_getaffinity", lambda pid: set(range(n + 1)))
+        assert binding.cpus_to_bind(n) is None  # a CPU to spare: the OS may place the threads better
+    assert binding.cpus_to_bind(n + 1) is None  # oversubscribed on purpose: nothing to bind one-to-one
     spy = MaskSpy(monkeypatch)
     arraymel.mel_spectrogram(x, workers=n + 1)
     assert threading.get_native_id() in spy.masks  # the calling thread computes, as without binding
     assert all(masks == {full} for masks in spy.masks.values()), spy.masks
-    monkeypatch.setenv(_workers.PIN_ENV, "0")
+    for off in ("0", ""):  # turned off, and off when unset: the default
+        monkeypatch.setenv(binding.PIN_ENV, off)
+        spy.masks.clear()
+        arraymel.mel_spectrogram(x, workers=n)
+        assert len(spy.masks) == n and all(masks == {full} for masks in spy.masks.values()), spy.masks
+    monkeypatch.delenv(binding.PIN_ENV)
     spy.masks.clear()
     arraymel.mel_spectrogram(x, workers=n)
     assert len(spy.masks) == n and all(masks == {full} for masks in spy.masks.values()), spy.masks
-    monkeypatch.setenv(_workers.PIN_ENV, "sometimes")
+    monkeypatch.setenv(binding.PIN_ENV, "sometimes")
     for workers in (1, n):  # refused on every call, not only on calls that would bind
         with pytest.raises(ValueError, match="ARRAYMEL_PIN_THREADS='sometimes' is not allowed: it must be 1, true"):
             arraymel.mel_spectrogram(X[0, :16000], workers=workers)
@@ -317,16 +319,16 @@ def test_no_binding_with_a_cpu_to_spare_more_threads_than_cpus_or_turned_off(mon
 @needs_binding
 def test_a_call_while_another_is_in_flight_leaves_placement_to_the_os(monkeypatch):
     """Two concurrent calls binding their calling threads could put both on one CPU: only a call alone binds."""
-    monkeypatch.delenv(_workers.PIN_ENV, raising=False)
+    monkeypatch.setenv(binding.PIN_ENV, "1")  # binding is opt-in
     full = frozenset(os.sched_getaffinity(0))
     n = len(full)
     held, release = threading.Event(), threading.Event()
 
     def other_call_in_flight():
-        with _workers.blas_single_threaded() as alone:
-            assert alone
-            held.set()
-            release.wait()
+        assert pool._enter()  # what a parallel call running on another thread holds
+        held.set()
+        release.wait()
+        pool._leave()
 
     t = threading.Thread(target=other_call_in_flight)
     t.start()
@@ -342,7 +344,7 @@ def test_a_call_while_another_is_in_flight_leaves_placement_to_the_os(monkeypatc
 
 @needs_binding
 def test_an_os_refusing_to_bind_changes_nothing_but_placement(monkeypatch):
-    monkeypatch.delenv(_workers.PIN_ENV, raising=False)
+    monkeypatch.setenv(binding.PIN_ENV, "1")  # binding is opt-in
     n = _workers.cpu_count()
     x = _batch_for(n)
     expected = arraymel.mel_spectrogram(x, workers=1)
@@ -350,7 +352,7 @@ def test_an_os_refusing_to_bind_changes_nothing_but_placement(monkeypatch):
     def refuse(pid, mask):
         raise PermissionError(1, "Operation not permitted")
 
-    monkeypatch.setattr(_workers.os, "sched_setaffinity", refuse)
+    monkeypatch.setattr(binding.os, "sched_setaffinity", refuse)
     np.testing.assert_array_equal(arraymel.mel_spectrogram(x, workers=n), expected)
 
 
@@ -363,7 +365,7 @@ def test_pool_threads_started_by_a_binding_call_keep_the_full_mask():
 
     code = (
         "import os, threading, numpy as np, arraymel\n"
-        "from arraymel._numpy import workers as w\n"
+        "from arraymel._threads import pool as w\n"
         "full = os.sched_getaffinity(0); n = len(full)\n"
         "assert not w._HELPERS\n"
         "arraymel.mel_spectrogram(np.ones((max(2, -(-n // 2)), 160000), np.float32), workers=n)\n"
@@ -372,7 +374,8 @@ def test_pool_threads_started_by_a_binding_call_keep_the_full_mask():
         "assert os.sched_getaffinity(0) == full\n"
         "print('bad', bad)\n"
     )
-    env = {k: v for k, v in os.environ.items() if k not in (_workers.PIN_ENV, _workers.ENV)}
+    env = {k: v for k, v in os.environ.items() if k != _workers.ENV}
+    env[binding.PIN_ENV] = "1"
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "bad []", r.stdout

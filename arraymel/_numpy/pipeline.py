@@ -13,9 +13,10 @@ call with at most one block per thread, in FFT batches that stay in a core's L2 
 clip is cut into blocks depends on its length only, and a frame's transform does not depend on its
 batch, so a clip's numbers never depend on the batch or on the thread count.
 
-Blocks run on ``workers`` threads (:mod:`arraymel._numpy.workers`); the FFT, the element-wise
-passes and BLAS release the GIL, and BLAS is held to one thread meanwhile. A small call (under
-:data:`MIN_PARALLEL_FRAME_SAMPLES`) runs on the calling thread alone.
+Blocks run on ``workers`` threads (:mod:`arraymel._threads`); the FFT, the element-wise passes and
+BLAS release the GIL. The mel products are small enough that BLAS runs them on the thread that calls
+it, so no BLAS limit is set (docs/threads.md). A small call (under :data:`MIN_PARALLEL_FRAME_SAMPLES`)
+runs on the calling thread alone.
 
 Non-finite values: the banded product skips the filterbank's zeros, so ``0 * NaN`` or ``0 * inf``
 would never be computed. Each block first reads the extremes of the samples it uses (two
@@ -37,11 +38,11 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from arraymel._config import MelConfig
-from arraymel._numpy import workers as _workers
 from arraymel._numpy.banded import banded
 from arraymel._numpy.fft import rfft_impl
 from arraymel._numpy.memory import empty_aligned
 from arraymel._numpy.windowing import window_into
+from arraymel._threads import cpu_count, resolve, run_parallel
 from arraymel.core.db import reference_db
 from arraymel.core.filterbank import config_filterbank
 from arraymel.core.framing import padded_take
@@ -72,6 +73,39 @@ FFT_BATCH_BYTES = 1024 * 1024
 #: on one thread and 1.85 ms on two right after librosa, 2.1 and 5.6 ms in a busier minute (measured).
 MIN_PARALLEL_FRAME_SAMPLES = 1 << 20
 
+#: The most multiply-adds made in one BLAS call. OpenBLAS runs a GEMM of at most 65536 x 4 of them on the
+#: calling thread (its ``GEMM_MULTITHREAD_THRESHOLD``; the OpenBLAS 0.3.31 of NumPy's wheels went up to twice
+#: that, measured); a larger one wakes OpenBLAS's own threads, which then spin beside arraymel's workers.
+#: Keeping every product under it is what lets arraymel leave the process's BLAS settings alone
+#: (docs/threads.md): with speech settings a group's product over a 1001-frame tile is up to 646,646, and
+#: 16 x 10 s on two workers took 1084 ms unsplit with BLAS free against 84 ms with BLAS held to one thread
+#: (load 7). Split, the products of a speech tile cost 171 us of CPU against 147 us whole (measured); Keras
+#: defaults (at most 193,000 per product) are never split. How a product is split depends on the shapes
+#: only, so a clip's numbers still depend on nothing else.
+MAX_PRODUCT = 1 << 18
+
+#: Frames per piece when a product must be split across its rows too (the dense product, mels x every bin),
+#: fewer only where a single row of that many frames would pass :data:`MAX_PRODUCT` (never under two, so that
+#: a piece stays a matrix product: a matrix-vector product has its own, lower, threshold).
+MIN_PIECE_FRAMES = 16
+
+
+def _product(w: np.ndarray, src: np.ndarray, out: np.ndarray) -> None:
+    """``out[...] = w @ src`` (``w (rows, k)``, ``src (..., k, n)``) in BLAS calls of at most :data:`MAX_PRODUCT`
+    multiply-adds: split over frames (``n``), and over rows when even :data:`MIN_PIECE_FRAMES` frames are too many."""
+    rows, k = w.shape
+    n = src.shape[-1]
+    if rows * k * n <= MAX_PRODUCT:
+        np.matmul(w, src, out=out)
+        return
+    step = MAX_PRODUCT // (rows * k)
+    if step < MIN_PIECE_FRAMES:
+        step = max(2, min(MIN_PIECE_FRAMES, MAX_PRODUCT // k))
+    row_step = max(1, MAX_PRODUCT // (k * step))
+    for t in range(0, n, step):
+        for r in range(0, rows, row_step):
+            np.matmul(w[r : r + row_step], src[..., t : t + step], out=out[..., r : r + row_step, t : t + step])
+
 
 class NumpyState:
     """Constants and buffers of the NumPy path for one (config, dtype)."""
@@ -95,7 +129,7 @@ class NumpyState:
         step_gain = 4.0 if cfg.frame_step is not None else 1.0
         self.max_safe_sample = math.exp(log_max / max(cfg.mag_exp, 2.0)) / max(win_sum * step_gain, 1e-300)
         self._local = threading.local()
-        rfft_impl()  # SciPy's libraries load now, before a call holds the BLAS pools to one thread
+        rfft_impl()  # SciPy's libraries load now, not inside the first call's threads
 
     @property
     def dense_t(self) -> np.ndarray:
@@ -193,12 +227,12 @@ class NumpyState:
         numbers never depend on the clips beside it (BLAS rounds a column by where it sits in a product)."""
         cfg, bf = self.cfg, self.banded
         if dense:
-            np.matmul(self.dense_t, p.swapaxes(-1, -2), out=o)
+            _product(self.dense_t, p.swapaxes(-1, -2), o)
         else:
             for g in bf.groups:
                 dst = o[..., g.band_lo : g.band_hi, :]
                 if g.bin_hi > g.bin_lo:
-                    np.matmul(g.weights_t, p[..., g.bin_lo - bf.bin_lo : g.bin_hi - bf.bin_lo].swapaxes(-1, -2), out=dst)
+                    _product(g.weights_t, p[..., g.bin_lo - bf.bin_lo : g.bin_hi - bf.bin_lo].swapaxes(-1, -2), dst)
                 else:
                     dst[...] = 0
         if cfg.power_to_db:
@@ -223,7 +257,7 @@ class NumpyState:
         if max_memory is not None:  # per frame: frames, spectrum (2x), power, mel, in the compute dtype
             per_frame = self.dtype.itemsize * (4 * self.cfg.fft_length + self.cfg.num_mel_bins + 4)
             # shared by as many threads as there are CPUs (not by this call's workers: blocks never depend on those)
-            block = max(1, min(block, int(max_memory) // max(1, per_frame * _workers.cpu_count())))
+            block = max(1, min(block, int(max_memory) // max(1, per_frame * cpu_count())))
         # A clip's frames are cut the same way whatever the batch and the thread count, so that its numbers
         # depend on nothing else (BLAS rounds a column by where it sits in a product): the split depends on
         # the clip's length (and max_memory) only. Short clips are grouped, each with its own products
@@ -260,7 +294,7 @@ class NumpyState:
 
     def __call__(self, x: np.ndarray, *, max_memory: int | None = None, workers: int | None = None) -> np.ndarray:
         cfg = self.cfg
-        n_workers = _workers.resolve(workers)
+        n_workers = resolve(workers)
         batch_shape, n = x.shape[:-1], x.shape[-1]
         x2 = x.reshape(math.prod(batch_shape), n)
         n_frames = cfg.n_frames(n)
@@ -279,7 +313,7 @@ class NumpyState:
                 else:
                     self._tile(x2, out, dense, batch, *unit[1:])
 
-        _workers.run_parallel(work, units, n_workers)
+        run_parallel(work, units, n_workers)
         if cfg.power_to_db and cfg.top_db is not None and out.size:
             if cfg.top_db_scope == "batch":
                 floor = out.max() - cfg.top_db
