@@ -50,7 +50,7 @@ class Preset:
     input_check : callable or None
         ``(x, xp) -> None``: raises where the reference refuses the input.
     framer : object or None
-        Kaldi's frames built by the preset (see :mod:`arraymel.presets._kaldi`); the pipeline then
+        Kaldi's frames built by the preset (see ``arraymel.presets._kaldi``); the pipeline then
         transforms each frame as a signal of its own.
 
     Examples
@@ -149,7 +149,7 @@ class Preset:
 
     def finish(self, out: Any, samples: int) -> Any:
         """The features from the pipeline's output ``out`` for a signal of ``samples`` samples (before the
-        signal step); for a framed preset, ``out`` is the pipeline's output on :meth:`prepare`'s frames."""
+        signal step); for a framed preset, ``out`` is the pipeline's output on ``prepare``'s frames."""
         self.check_length(samples)
         if self.framer is not None:
             out = self.framer.assemble(out)
