@@ -1,0 +1,115 @@
+"""``--format shar``: Lhotse Shar shards, ``OUT_DIR/shar/cuts.NNNNNN.jsonl.gz`` beside ``features.NNNNNN.tar``.
+
+``lhotse.CutSet.from_shar(in_dir=OUT_DIR/shar)`` reads them: one cut per file (its id is
+:func:`~arraymel.corpus.formats.member_id` of the key), with its recording's metadata (the source file,
+its sampling rate, channels, samples and duration) and a features manifest (``type`` names arraymel and
+the configuration hash). The tar holds, per cut, ``<id>.npy`` (the ``(frames, num_mel_bins)`` matrix
+Lhotse expects; ``<id>.llc`` with ``--shar-compression lilcom``) then ``<id>.json`` (the features manifest),
+as Lhotse's own writer does; ``webdataset.WebDataset(tars).decode()`` reads the same tars.
+
+Lhotse derives a cut's frame count from its duration (``(round(duration * sr) + hop // 2) // hop``) and
+``load_features`` keeps that many frames, while arraymel's count follows the configuration (centred
+frames: ``1 + samples // hop``; Kaldi's ``snip_edges`` drops the edges). So a cut's ``duration`` is the
+span of its features, ``frames * hop / sampling_rate``: ``cut.num_frames`` is then exactly the stored
+count and ``cut.load_features()`` returns every frame. The audio's own duration is the recording's
+(``cut.recording.duration``) and ``cut.custom["audio_duration"]``.
+
+Everything written is a function of the files and the configuration (fixed tar headers, gzip without a
+time stamp), so a resumed run writes the same bytes.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import os
+import tarfile
+
+import numpy as np
+
+from arraymel.corpus.formats import SUBDIRS, member_id, write_part
+from arraymel.corpus.storage import serialize
+
+
+def _info(name: str, size: int) -> tarfile.TarInfo:
+    ti = tarfile.TarInfo(name)
+    ti.size, ti.mtime, ti.mode, ti.uid, ti.gid, ti.uname, ti.gname = size, 0, 0o644, 0, 0, "", ""
+    return ti
+
+
+def _rate(v: float):
+    return int(v) if float(v).is_integer() else float(v)
+
+
+class SharWriter:
+    def __init__(self, settings, out_root: str, in_root: str):
+        self.settings, self.out_root, self.in_root = settings, out_root, in_root
+        self.dir = SUBDIRS["shar"]
+        mel = settings.mel
+        self.sr = _rate(mel.sampling_rate)
+        self.hop = int(mel.sequence_stride)
+        self.frame_shift = self.hop / float(mel.sampling_rate)
+        self.feature_type = f"arraymel-mel:{settings.config_hash[:16]}"
+        self.lilcom = settings.shar_compression == "lilcom"
+
+    def parts(self, k: int) -> list[str]:
+        return [f"{self.dir}/cuts.{k:06d}.jsonl.gz", f"{self.dir}/features.{k:06d}.tar"]
+
+    def member_bytes(self, array: np.ndarray) -> tuple[bytes, str]:
+        """The stored bytes of one matrix (Lhotse's ``(frames, features)`` layout) and the member's extension."""
+        t = np.ascontiguousarray(array.T)
+        if self.lilcom:
+            import lilcom
+
+            return lilcom.compress(t, tick_power=-5), ".llc"
+        return serialize(t), ".npy"
+
+    def _features(self, cid: str, frames: int, bins: int) -> dict:
+        span = frames * self.hop / float(self.settings.mel.sampling_rate)
+        return {"type": self.feature_type, "num_frames": frames, "num_features": bins, "frame_shift": self.frame_shift,
+                "sampling_rate": self.sr, "start": 0, "duration": span, "storage_type": "shar", "storage_path": "",
+                "storage_key": "", "recording_id": cid, "channels": 0}
+
+    def write_shard(self, k: int, records, arrays) -> list[dict]:
+        cuts_rel, tar_rel = self.parts(k)
+        cuts = []
+
+        def tar(f) -> None:
+            with tarfile.open(fileobj=f, mode="w", format=tarfile.PAX_FORMAT) as t:
+                for r, a in zip(records, arrays):
+                    if a is None:
+                        continue
+                    cid = member_id(r.key)
+                    data, ext = self.member_bytes(a)
+                    t.addfile(_info(cid + ext, len(data)), io.BytesIO(data))
+                    r.member, r.nbytes = cid, len(data)
+                    r.offset = t.offset - ((len(data) + 511) // 512) * 512
+                    r.output = tar_rel
+                    feats = self._features(cid, int(a.shape[-1]), int(a.shape[0]))
+                    meta = (json.dumps(feats) + "\n").encode()
+                    t.addfile(_info(cid + ".json", len(meta)), io.BytesIO(meta))
+                    src_rate = int(round(r.sampling_rate)) if r.sampling_rate else self.sr
+                    cuts.append({
+                        "id": cid, "start": 0, "duration": feats["duration"], "channel": 0, "supervisions": [],
+                        "features": feats,
+                        "recording": {"id": cid, "sources": [{"type": "file", "channels": list(range(r.channels or 1)),
+                                                              "source": os.path.join(self.in_root, r.key)}],
+                                      "sampling_rate": src_rate, "num_samples": r.samples,
+                                      "duration": r.samples / src_rate, "channel_ids": list(range(r.channels or 1))},
+                        "custom": {"source": r.key, "audio_duration": r.duration_s, "arraymel_config": self.settings.config_hash},
+                        "type": "MonoCut",
+                    })
+
+        tar_part, _ = write_part(self.out_root, tar_rel, tar)
+
+        def jsonl(f) -> None:
+            with gzip.GzipFile(filename="", mode="wb", fileobj=f, mtime=0, compresslevel=6) as g:
+                for c in cuts:
+                    g.write((json.dumps(c) + "\n").encode())
+
+        cuts_part, _ = write_part(self.out_root, cuts_rel, jsonl)
+        return [cuts_part, tar_part]
+
+    def finish(self, manifest) -> None:
+        pass  # every shard is complete in itself
