@@ -402,7 +402,9 @@ def _run_engine(opts: RunOptions, settings: CorpusSettings, out_root: str, manif
         if opts.quiet is False and message and fatal:
             print(f"arraymel corpus: {message}", file=sys.stderr, flush=True)
         return EXIT_FATAL
-    if counts["failed"] or found.unlisted:
+    # a file that failed inside a shard kept from an earlier run is not retried, but it has no output either
+    kept_failed = settings.sharded and any(rows.get(x.key, ("",))[0] == "failed" for x in skipped)
+    if counts["failed"] or found.unlisted or kept_failed:
         return EXIT_FAILURES
     return EXIT_OK
 
