@@ -584,3 +584,21 @@ def test_docs_snippets_run(title, outs, ref):
     assert sorted(got) == sorted(ref), title
     for k, a in got.items():
         assert np.array_equal(np.asarray(a), ref[k]), (title, k)
+
+
+@pytest.mark.slow
+def test_dask_writes_the_same_shards(tree, outs):
+    """``--dask local:2``: the workers compute, the client writes the shards: the same bytes as the local run."""
+    pytest.importorskip("distributed")
+    import tempfile
+
+    root, _ = tree
+    with tempfile.TemporaryDirectory() as d:
+        out = os.path.join(d, "out")
+        rc, _, err = cli(root, out, *MEL, "-q", "--format", "shar", "--shard-size", str(SHARD), "--dask", "local:2")
+        assert rc == 2, err
+        ref_dir, got_dir = os.path.join(outs["shar"], "shar"), os.path.join(out, "shar")
+        assert sorted(os.listdir(got_dir)) == sorted(os.listdir(ref_dir))
+        for f in os.listdir(ref_dir):
+            with open(os.path.join(ref_dir, f), "rb") as a, open(os.path.join(got_dir, f), "rb") as b:
+                assert a.read() == b.read(), f
