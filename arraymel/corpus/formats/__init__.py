@@ -124,34 +124,64 @@ class HashingFile:
         self.flush()
 
 
-def write_part(out_root: str, rel: str, produce: Callable[[HashingFile], Any]) -> tuple[dict, Any]:
-    """Write ``OUT_DIR/rel`` with ``produce(file)``: a temporary name at the top of OUT_DIR, fsync, rename
-    into place. The caller fsyncs the directories (:meth:`ShardedStore._write_shard`) before it records the
-    part. Returns ``({"path", "size", "sha256"}, what produce returned)``; a failure raises
-    :class:`~arraymel.corpus.storage.OutputError` naming the part, and leaves nothing under its final name."""
-    final = os.path.join(out_root, *rel.split("/"))
-    tmp = os.path.join(out_root, TMP_MARK + uuid.uuid4().hex)
-    done = False
-    try:
-        fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o666)
+class Staging:
+    """The files of one shard on their way: each written under a temporary name at the top of OUT_DIR and
+    fsynced (:meth:`write`), then all renamed into place together (:meth:`publish`), so that a failure
+    while any of them is written leaves nothing of the shard under a final name. The caller fsyncs the
+    directories (:meth:`ShardedStore._write_shard`) before it records the shard."""
+
+    def __init__(self, out_root: str):
+        self.out_root = out_root
+        self.done: list[tuple[str, str, dict]] = []  # (temporary path, final path, part info)
+
+    def write(self, rel: str, produce: Callable[[HashingFile], Any]) -> Any:
+        """Write ``OUT_DIR/rel``'s content with ``produce(file)`` under a temporary name and fsync it; a failure
+        raises :class:`~arraymel.corpus.storage.OutputError` naming the part (and removes every temporary file)."""
+        final = os.path.join(self.out_root, *rel.split("/"))
+        tmp = os.path.join(self.out_root, TMP_MARK + uuid.uuid4().hex)
         try:
-            f = HashingFile(fd)
-            result = produce(f)
-            f.flush()
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, final)
-        done = True
-    except OSError as e:
-        raise OutputError(f"cannot write the shard file {printable(final)}: {describe_os_error(e)}") from None
-    finally:
-        if not done:
+            fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o666)
+            try:
+                f = HashingFile(fd)
+                result = produce(f)
+                f.flush()
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError as e:
+            self._discard(tmp)
+            raise OutputError(f"cannot write the shard file {printable(final)}: {describe_os_error(e)}") from None
+        except BaseException:
+            self._discard(tmp)
+            raise
+        self.done.append((tmp, final, {"path": rel, "size": f.size, "sha256": f.sha.hexdigest()}))
+        return result
+
+    def publish(self) -> list[dict]:
+        """Rename every written file into place; their part infos (``path``, ``size``, ``sha256``)."""
+        try:
+            for tmp, final, _ in self.done:
+                os.replace(tmp, final)
+        except OSError as e:
+            self._discard()
+            raise OutputError(f"cannot rename the shard file into {printable(final)}: {describe_os_error(e)}") from None
+        return [info for _, _, info in self.done]
+
+    def _discard(self, extra: str | None = None) -> None:
+        for tmp in [t for t, _, _ in self.done] + ([extra] if extra else []):
             try:
                 os.unlink(tmp)
             except OSError:
                 pass
-    return {"path": rel, "size": f.size, "sha256": f.sha.hexdigest()}, result
+        self.done = []
+
+
+def write_part(out_root: str, rel: str, produce: Callable[[HashingFile], Any]) -> tuple[dict, Any]:
+    """One file written atomically (a temporary name, fsync, rename): ``({"path", "size", "sha256"}, what
+    produce returned)``. The caller fsyncs the directory."""
+    st = Staging(out_root)
+    result = st.write(rel, produce)
+    return st.publish()[0], result
 
 
 def load_payload(payload) -> np.ndarray:

@@ -16,7 +16,7 @@ import struct
 
 import numpy as np
 
-from arraymel.corpus.formats import SUBDIRS, member_id, write_part
+from arraymel.corpus.formats import SUBDIRS, Staging, member_id, write_part
 from arraymel.corpus.storage import fsync_dir
 
 #: the binary marker, the token of a float32 matrix, and the sizes of its two dimensions (int32)
@@ -60,8 +60,9 @@ class KaldiWriter:
                 r.member, r.offset, r.nbytes, r.output = uid, f.tell(), len(data), ark_rel
                 f.write(data)
 
-        part, _ = write_part(self.out_root, ark_rel, ark)
-        return [part]
+        staging = Staging(self.out_root)
+        staging.write(ark_rel, ark)
+        return staging.publish()
 
     def finish(self, manifest) -> None:
         """Rewrite ``feats.scp`` and ``utt2num_frames`` from the manifest's committed rows."""

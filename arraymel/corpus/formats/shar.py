@@ -28,7 +28,7 @@ import tarfile
 
 import numpy as np
 
-from arraymel.corpus.formats import SUBDIRS, member_id, write_part
+from arraymel.corpus.formats import SUBDIRS, Staging, member_id
 from arraymel.corpus.storage import serialize
 
 
@@ -101,15 +101,16 @@ class SharWriter:
                         "type": "MonoCut",
                     })
 
-        tar_part, _ = write_part(self.out_root, tar_rel, tar)
+        staging = Staging(self.out_root)
+        staging.write(tar_rel, tar)
 
         def jsonl(f) -> None:
             with gzip.GzipFile(filename="", mode="wb", fileobj=f, mtime=0, compresslevel=6) as g:
                 for c in cuts:
                     g.write((json.dumps(c) + "\n").encode())
 
-        cuts_part, _ = write_part(self.out_root, cuts_rel, jsonl)
-        return [cuts_part, tar_part]
+        staging.write(cuts_rel, jsonl)
+        return staging.publish()  # both renamed only once both are written and fsynced
 
     def finish(self, manifest) -> None:
         pass  # every shard is complete in itself
