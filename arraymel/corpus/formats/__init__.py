@@ -93,7 +93,10 @@ def plan(sources, shard_size: int) -> Plan:
 
 class HashingFile:
     """A write-only file on a descriptor that counts and hashes what passes through it (``tarfile`` and
-    ``gzip`` write into it); writes go out in blocks of 1 MiB through :func:`os.write`."""
+    ``gzip`` write into it). Small writes are gathered into blocks of 1 MiB; a large one (a matrix) goes
+    straight to :func:`os.write` from its own memory, without a copy."""
+
+    _BLOCK = 1 << 20
 
     def __init__(self, fd: int):
         self.fd = fd
@@ -102,23 +105,31 @@ class HashingFile:
         self._buf = bytearray()
 
     def write(self, data) -> int:
-        b = bytes(data)
-        self._buf += b
-        self.size += len(b)
-        self.sha.update(b)
-        if len(self._buf) >= 1 << 20:
+        view = memoryview(data).cast("B")
+        n = len(view)
+        self.size += n
+        self.sha.update(view)
+        if n >= 1 << 16:
             self.flush()
-        return len(b)
+            self._write(view)
+        else:
+            self._buf += view
+            if len(self._buf) >= self._BLOCK:
+                self.flush()
+        return n
 
     def tell(self) -> int:
         return self.size
 
-    def flush(self) -> None:
-        view = memoryview(bytes(self._buf))
-        self._buf.clear()
+    def _write(self, view: memoryview) -> None:
         while view:
             n = os.write(self.fd, view)
             view = view[n:]
+
+    def flush(self) -> None:
+        if self._buf:
+            buf, self._buf = self._buf, bytearray()
+            self._write(memoryview(buf))
 
     def close(self) -> None:
         self.flush()
@@ -184,11 +195,21 @@ def write_part(out_root: str, rel: str, produce: Callable[[HashingFile], Any]) -
     return st.publish()[0], result
 
 
-def load_payload(payload) -> np.ndarray:
-    """The array (arraymel's layout) of a staged output: ``.npy`` bytes, or a :class:`Staged` file."""
+def load_payload(payload, shape=None, dtype=None) -> np.ndarray:
+    """The array (arraymel's layout) of a staged output: ``.npy`` bytes (read in place, no copy), or a
+    :class:`Staged` file (memory-mapped). With the record's ``shape`` and ``dtype`` a version 1.0 header is
+    skipped by its length instead of parsed (parsing it costs more than the rest)."""
     if isinstance(payload, Staged):
         return np.load(payload.path, mmap_mode="r", allow_pickle=False)
-    return np.load(io.BytesIO(payload), allow_pickle=False)
+    if shape is not None and dtype is not None and payload[:8] == b"\x93NUMPY\x01\x00":
+        start = 10 + int.from_bytes(payload[8:10], "little")
+        return np.frombuffer(payload, dtype=dtype, count=int(np.prod(shape)), offset=start).reshape(shape)
+    f = io.BytesIO(payload)
+    version = np.lib.format.read_magic(f)
+    read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+    shape, fortran, dtype = read_header(f)
+    a = np.frombuffer(payload, dtype=dtype, count=int(np.prod(shape)), offset=f.tell())
+    return a.reshape(shape, order="F" if fortran else "C")
 
 
 class NpyStore:
@@ -247,7 +268,7 @@ class ShardedStore:
         got = self.pending.pop(k)
         records = [got[s.key] for s in self.plan.slots[k]]  # slot (key) order, whatever the arrival order
         try:
-            arrays = [load_payload(r.payload) if r.status == "ok" else None for r in records]
+            arrays = [load_payload(r.payload, r.shape, r.dtype) if r.status == "ok" else None for r in records]
             parts = self.fmt.write_shard(k, records, arrays)
             for d in sorted({os.path.dirname(os.path.join(self.out_root, *p["path"].split("/"))) for p in parts}
                             | {self.out_root}):

@@ -29,13 +29,34 @@ import tarfile
 import numpy as np
 
 from arraymel.corpus.formats import SUBDIRS, Staging, member_id
-from arraymel.corpus.storage import serialize
 
 
 def _info(name: str, size: int) -> tarfile.TarInfo:
     ti = tarfile.TarInfo(name)
     ti.size, ti.mtime, ti.mode, ti.uid, ti.gid, ti.uname, ti.gname = size, 0, 0o644, 0, 0, "", ""
     return ti
+
+
+def npy_header(a: np.ndarray) -> bytes:
+    """The ``.npy`` header of ``a`` (what :func:`numpy.save` writes before the data)."""
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buf, np.lib.format.header_data_from_array_1_0(a))
+    return buf.getvalue()
+
+
+def _add(t: tarfile.TarFile, info: tarfile.TarInfo, bufs: list) -> int:
+    """Append a member made of ``bufs`` to ``t`` without copying them (``TarFile.addfile`` reads a file object
+    in blocks); the offset of its data in the tar."""
+    t.fileobj.write(info.tobuf(t.format, t.encoding, t.errors))
+    start = t.fileobj.tell()
+    for b in bufs:
+        t.fileobj.write(b)
+    pad = -info.size % tarfile.BLOCKSIZE
+    if pad:
+        t.fileobj.write(b"\0" * pad)
+    t.offset = t.fileobj.tell()
+    t.members.append(info)
+    return start
 
 
 def _rate(v: float):
@@ -56,14 +77,17 @@ class SharWriter:
     def parts(self, k: int) -> list[str]:
         return [f"{self.dir}/cuts.{k:06d}.jsonl.gz", f"{self.dir}/features.{k:06d}.tar"]
 
-    def member_bytes(self, array: np.ndarray) -> tuple[bytes, str]:
-        """The stored bytes of one matrix (Lhotse's ``(frames, features)`` layout) and the member's extension."""
+    def member_bytes(self, array: np.ndarray) -> tuple[list, int, str]:
+        """The stored bytes of one matrix (Lhotse's ``(frames, features)`` layout) as a list of buffers, their
+        total size, and the member's extension."""
         t = np.ascontiguousarray(array.T)
         if self.lilcom:
             import lilcom
 
-            return lilcom.compress(t, tick_power=-5), ".llc"
-        return serialize(t), ".npy"
+            data = lilcom.compress(t, tick_power=-5)
+            return [data], len(data), ".llc"
+        head = npy_header(t)
+        return [head, t], len(head) + t.nbytes, ".npy"
 
     def _features(self, cid: str, frames: int, bins: int) -> dict:
         span = frames * self.hop / float(self.settings.mel.sampling_rate)
@@ -81,14 +105,12 @@ class SharWriter:
                     if a is None:
                         continue
                     cid = member_id(r.key)
-                    data, ext = self.member_bytes(a)
-                    t.addfile(_info(cid + ext, len(data)), io.BytesIO(data))
-                    r.member, r.nbytes = cid, len(data)
-                    r.offset = t.offset - ((len(data) + 511) // 512) * 512
-                    r.output = tar_rel
+                    bufs, size, ext = self.member_bytes(a)
+                    r.member, r.nbytes, r.output = cid, size, tar_rel
+                    r.offset = _add(t, _info(cid + ext, size), bufs)
                     feats = self._features(cid, int(a.shape[-1]), int(a.shape[0]))
                     meta = (json.dumps(feats) + "\n").encode()
-                    t.addfile(_info(cid + ".json", len(meta)), io.BytesIO(meta))
+                    _add(t, _info(cid + ".json", len(meta)), [meta])
                     src_rate = int(round(r.sampling_rate)) if r.sampling_rate else self.sr
                     cuts.append({
                         "id": cid, "start": 0, "duration": feats["duration"], "channel": 0, "supervisions": [],
