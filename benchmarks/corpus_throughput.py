@@ -264,15 +264,19 @@ def formats_main(args) -> int:
     seconds = make_short_corpus(root, args.files)
     hours = seconds / 3600
     workers = args.decode_workers or len(os.sched_getaffinity(0))
-    outs = {name: os.path.join(args.workdir, f"out-{name}") for name in ("npy", "shar", "kaldi", "lhotse")}
+    all_names = ("npy", "shar", "kaldi", "shar-fbank80", "lhotse")
+    outs = {name: os.path.join(args.workdir, f"out-{name}") for name in all_names}
     ours = [sys.executable, "-m", "arraymel.cli", "corpus", root]
-    cmds = {name: [*ours, outs[name], "-q", "--device", "cpu", "--workers", str(workers), *FBANK_LIKE, "--format", name]
+    # the formats at the command's defaults (Keras: 2048-point FFT, hop 512, 128 mels); and Shar with Lhotse's framing
+    cmds = {name: [*ours, outs[name], "-q", "--device", "cpu", "--workers", str(workers), "--format", name]
             for name in ("npy", "shar", "kaldi")}
+    cmds["shar-fbank80"] = [*ours, outs["shar-fbank80"], "-q", "--device", "cpu", "--workers", str(workers), *FBANK_LIKE,
+                            "--format", "shar"]
     script = os.path.join(args.workdir, "lhotse_extract.py")  # a file: spawned workers re-import __main__
     with open(script, "w") as f:
         f.write(_LHOTSE)
     cmds["lhotse"] = [sys.executable, script, root, outs["lhotse"], str(workers)]
-    names = [n for n in ("npy", "shar", "kaldi", "lhotse") if n not in args.skip]
+    names = [n for n in all_names if n not in args.skip]
     times: dict[str, list[float]] = {n: [] for n in names}
     loads = []
     for r in range(args.repeat):
@@ -281,8 +285,10 @@ def formats_main(args) -> int:
             times[n].append(_run(cmds[n], outs[n]))
         print(f"round {r + 1}: " + ", ".join(f"{n} {times[n][-1]:.2f} s" for n in names) + f"; load {loads[-1]:.2f}",
               file=sys.stderr, flush=True)
-    # reading the Shar output: ours vs Lhotse's, alternated
-    _run(cmds["shar"], outs["shar"])
+    # reading the Shar output (Lhotse's framing): ours vs Lhotse's, alternated
+    if "shar-fbank80" not in names:
+        _run(cmds["shar-fbank80"], outs["shar-fbank80"])
+    outs["shar"] = outs["shar-fbank80"]
     import arraymel.corpus
 
     def read_ours() -> int:
@@ -317,10 +323,13 @@ def formats_main(args) -> int:
            "write": {n: summary(times[n]) for n in names}, "read_shar": {n: summary(v) for n, v in reads.items()}}
     w = res["write"]
     if "npy" in w:
-        for n in names:
-            if n != "npy":
+        for n in ("shar", "kaldi"):
+            if n in names:
                 res["write"][n]["files_per_s_vs_npy"] = round(statistics.median(
                     [a / b for a, b in zip(times["npy"], times[n])]), 3)
+    if "lhotse" in w and "shar-fbank80" in w:
+        res["write"]["shar-fbank80"]["files_per_s_vs_lhotse"] = round(statistics.median(
+            [a / b for a, b in zip(times["lhotse"], times["shar-fbank80"])]), 3)
     r = res["read_shar"]
     res["read_shar"]["ours_vs_lhotse"] = round(r["CutSet.from_shar + load_features"]["median_s"]
                                                / r["arraymel.corpus.open"]["median_s"], 3)
@@ -331,7 +340,9 @@ def formats_main(args) -> int:
               f"interleaved rounds; load average {min(loads):.2f}-{max(loads):.2f} at the rounds")
         for n, v in w.items():
             extra = f"  x{v['files_per_s_vs_npy']:.2f} npy (median of per-round ratios)" if "files_per_s_vs_npy" in v else ""
-            print(f"  write {n:8s} median {v['median_s']:7.2f} s ({v['min_s']:.2f}-{v['max_s']:.2f})  "
+            if "files_per_s_vs_lhotse" in v:
+                extra = f"  x{v['files_per_s_vs_lhotse']:.2f} Lhotse (median of per-round ratios)"
+            print(f"  write {n:12s} median {v['median_s']:7.2f} s ({v['min_s']:.2f}-{v['max_s']:.2f})  "
                   f"{v['files_per_s']:7.1f} files/s ({v['files_per_s_range'][0]}-{v['files_per_s_range'][1]})  "
                   f"{v['audio_hours_per_s']:.3f} audio-h/s{extra}")
         for n, v in reads.items():

@@ -1,6 +1,7 @@
 """``arraymel corpus``: a tree of audio files to mel features on disk, batched, resumable, crash-safe.
 
-Every audio file ``IN_DIR/<rel>`` becomes ``OUT_DIR/<rel>.npy``; ``OUT_DIR/manifest.sqlite``
+Every audio file ``IN_DIR/<rel>`` becomes ``OUT_DIR/<rel>.npy`` (``--format npy``; ``shar`` and ``kaldi``
+write shards instead, see :mod:`~arraymel.corpus.formats`); ``OUT_DIR/manifest.sqlite``
 records what was done with which configuration. The modules, one idea each:
 
 - :mod:`~arraymel.corpus.settings`: the mel configuration, output options and their hash.

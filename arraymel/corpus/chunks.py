@@ -104,7 +104,7 @@ def _serial(sources: list[Source], settings: CorpusSettings, writer: Writer, com
     def write(item, array) -> FileRecord:
         try:
             data = serialize(array)
-            sha = hashlib.sha256(data).hexdigest()
+            sha = None if writer.stage else hashlib.sha256(data).hexdigest()  # sharded: the shard's hash covers it
             _, dirs = writer.write(item.source.key, data)
         except OutputPathError as e:  # this output's path, not OUT_DIR: the file fails, the run goes on
             return failed_record(item.source, str(e), config_hash, versions_json, decoded=item)

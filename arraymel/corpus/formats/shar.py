@@ -44,10 +44,32 @@ def npy_header(a: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
+def _ustar(name: bytes, size: int) -> bytes:
+    """The 512-byte POSIX ustar header of a regular file ``name`` (at most 100 bytes) of ``size`` bytes, mode 644,
+    owner 0, time 0: what ``tarfile`` writes for such a member, built directly (``TarInfo.tobuf`` costs more than
+    the rest of a member)."""
+    h = bytearray(512)
+    h[0:len(name)] = name
+    h[100:108] = b"0000644\0"
+    h[108:116] = b"0000000\0"
+    h[116:124] = b"0000000\0"
+    h[124:136] = b"%011o\0" % size
+    h[136:148] = b"00000000000\0"
+    h[148:156] = b"        "
+    h[156:157] = b"0"
+    h[257:265] = b"ustar\x0000"
+    h[148:156] = b"%06o\0 " % sum(h)
+    return bytes(h)
+
+
 def _add(t: tarfile.TarFile, info: tarfile.TarInfo, bufs: list) -> int:
     """Append a member made of ``bufs`` to ``t`` without copying them (``TarFile.addfile`` reads a file object
     in blocks); the offset of its data in the tar."""
-    t.fileobj.write(info.tobuf(t.format, t.encoding, t.errors))
+    name = info.name.encode("ascii")  # member ids are ASCII (formats.member_id)
+    if len(name) <= 100 and info.size < 8 ** 11:
+        t.fileobj.write(_ustar(name, info.size))
+    else:  # a long name: tarfile's own (GNU) long-name header
+        t.fileobj.write(info.tobuf(tarfile.GNU_FORMAT, t.encoding, t.errors))
     start = t.fileobj.tell()
     for b in bufs:
         t.fileobj.write(b)
@@ -100,7 +122,7 @@ class SharWriter:
         cuts = []
 
         def tar(f) -> None:
-            with tarfile.open(fileobj=f, mode="w", format=tarfile.PAX_FORMAT) as t:
+            with tarfile.open(fileobj=f, mode="w", format=tarfile.GNU_FORMAT) as t:
                 for r, a in zip(records, arrays):
                     if a is None:
                         continue
