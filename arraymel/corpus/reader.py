@@ -38,6 +38,11 @@ class Corpus(Mapping):
     Before the first read from a file (a ``.npy``, or a shard's file), its size and SHA-256 are checked
     against the manifest; a difference raises :class:`CorpusError` naming the file.
 
+    Parameters
+    ----------
+    out_dir : str or path-like
+        The run's OUT_DIR (use :func:`arraymel.corpus.open`).
+
     Attributes
     ----------
     format : str

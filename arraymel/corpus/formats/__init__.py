@@ -242,7 +242,9 @@ class NpyStore:
 class ShardedStore:
     """``--format shar|kaldi``: buffer each shard's records until all its files are done, then write it.
 
-    ``writer`` is the format's shard writer (``write_shard(k, records, arrays) -> parts``, ``finish(manifest)``).
+    ``fmt`` is the format's shard writer (:func:`shard_writer`): ``write_shard(k, records, arrays) -> parts``
+    (the shard's files written through a :class:`Staging` and renamed into place) and ``finish(manifest)``
+    (indexes over every committed shard, at the end of a run).
     """
 
     def __init__(self, manifest, fmt, plan_: Plan, out_root: str, settings):
