@@ -75,6 +75,17 @@ def _committed(out: str) -> dict[int, list]:
         return {}
 
 
+def _planned(out: str) -> bool:
+    try:
+        db = sqlite3.connect(f"file:{out}/manifest.sqlite?mode=ro", uri=True, timeout=5)
+        try:
+            return db.execute("SELECT value FROM meta WHERE name = 'shards_planned'").fetchone() is not None
+        finally:
+            db.close()
+    except sqlite3.Error:
+        return False
+
+
 def _sha(path: str) -> str:
     with open(path, "rb") as f:
         return hashlib.sha256(f.read()).hexdigest()
@@ -109,10 +120,14 @@ def test_sigkill_then_resume_gives_byte_identical_shards(big_tree, reference, tm
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     t0 = time.monotonic()
     want = {"first shard": 1, "half": N // SHARD // 2}.get(moment)
-    delay = random.Random(19).uniform(1.0, 4.0)
+    delay = random.Random(19).uniform(0.2, 1.5)  # "random": this long after the run has planned its shards
+    planned_at = None
     while True:
         assert proc.poll() is None, ("the run ended before it could be killed", proc.communicate())
-        if (want is not None and len(_committed(out)) >= want) or (want is None and time.monotonic() - t0 >= delay):
+        if planned_at is None and _planned(out):
+            planned_at = time.monotonic()
+        if (want is not None and len(_committed(out)) >= want) or (
+                want is None and planned_at is not None and time.monotonic() - planned_at >= delay):
             break
         assert time.monotonic() - t0 < 300
         time.sleep(0.005)
@@ -127,8 +142,8 @@ def test_sigkill_then_resume_gives_byte_identical_shards(big_tree, reference, tm
             path = os.path.join(out, p["path"])
             assert os.path.getsize(path) == p["size"] and _sha(path) == p["sha256"], (k, p["path"])
     mtimes = {p["path"]: os.stat(os.path.join(out, p["path"])).st_mtime_ns for parts in before.values() for p in parts}
-    rc, out_text, _ = cli("status", out)
-    assert rc == 2 and f"{len(before)} committed, {N // SHARD - len(before)} pending" in out_text
+    rc, out_text, err = cli("status", out)
+    assert rc == 2 and f"{len(before)} committed, {N // SHARD - len(before)} pending" in out_text, (rc, out_text, err)
 
     rc, _, err = cli(*_args(big_tree, out, fmt))
     assert rc == 0, err
