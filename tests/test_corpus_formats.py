@@ -601,3 +601,31 @@ def test_dask_writes_the_same_shards(tree, outs):
         for f in os.listdir(ref_dir):
             with open(os.path.join(ref_dir, f), "rb") as a, open(os.path.join(got_dir, f), "rb") as b:
                 assert a.read() == b.read(), f
+
+
+def test_status_and_open_after_a_kill_inside_a_manifest_transaction(outs, tmp_path):
+    """A run killed inside a manifest transaction leaves a hot journal: status and the reader roll it back
+    (to the last commit) instead of calling the manifest damaged."""
+    import shutil
+    import signal
+    import subprocess
+    import sys
+
+    out = str(tmp_path / "o")
+    shutil.copytree(outs["kaldi"], out)
+    code = ("import sqlite3, sys, time\n"
+            f"db = sqlite3.connect({os.path.join(out, 'manifest.sqlite')!r}, isolation_level=None)\n"
+            "db.execute('PRAGMA cache_size=1')\n"  # spill the transaction's pages into the file
+            "db.execute('BEGIN IMMEDIATE')\n"
+            "db.execute('DELETE FROM files')\n"
+            "db.executemany('INSERT INTO meta VALUES (?, ?)', [(str(i), 'x' * 200) for i in range(20000)])\n"
+            "print('ready', flush=True)\n"
+            "time.sleep(60)\n")
+    p = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert p.stdout.readline().strip() == "ready"
+    os.kill(p.pid, signal.SIGKILL)
+    p.wait()
+    assert os.path.exists(os.path.join(out, "manifest.sqlite-journal"))
+    rc, text, err = cli("status", out)
+    assert rc == 2 and f"files {N_TREE} = ok {N_TREE - 1}" in text, (rc, err)
+    assert len(arraymel.corpus.open(out)) == N_TREE - 1

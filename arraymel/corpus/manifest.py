@@ -155,6 +155,24 @@ def _recovery(path: str) -> str:
             "rewritten); or try to salvage it first with `sqlite3 manifest.sqlite.damaged .recover | sqlite3 manifest.sqlite`")
 
 
+def _roll_back_hot_journal(path: str) -> None:
+    """A run killed inside a transaction leaves a hot rollback journal, which a read-only connection cannot
+    roll back ("attempt to write a readonly database": status and the reader would call the manifest
+    damaged). Any read-write connection rolls it back on its first read, to the last commit, as the next
+    run would; SQLite does so only when no live connection holds the write lock, so a running run's open
+    transaction is never touched. Without write access, nothing is tried."""
+    if not os.path.exists(path + "-journal") or not os.access(os.path.dirname(os.path.abspath(path)), os.W_OK):
+        return
+    try:
+        db = sqlite3.connect(path, timeout=30)
+        try:
+            db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+        finally:
+            db.close()
+    except sqlite3.Error:
+        pass  # the read-only open that follows reports what is wrong
+
+
 class Manifest:
     def __init__(self, path: str, *, readonly: bool = False):
         self.path = path
@@ -171,6 +189,7 @@ class Manifest:
                                 + _recovery(path))
         try:
             if readonly:
+                _roll_back_hot_journal(path)
                 uri = pathlib.Path(os.path.abspath(path)).as_uri() + "?mode=ro"
                 self.db = sqlite3.connect(uri, uri=True, timeout=30, isolation_level=None, check_same_thread=False)
             else:
