@@ -129,15 +129,22 @@ def plan_shards(shard_plan, manifest: Manifest, settings: CorpusSettings, out_ro
                     os.unlink(os.path.join(out_root, *part["path"].split("/")))
                 except OSError:
                     pass
-        fsync_dir(out_root)
+        for d in {os.path.dirname(os.path.join(out_root, *p["path"].split("/")))
+                  for k in gone_shards for p in committed[k]["parts"]}:
+            fsync_dir(d)
     manifest.set_meta({"shards_planned": str(count)})
-    to_process, skipped = [], []
-    for k, slot in enumerate(shard_plan.slots):
+
+    def keep(k: int) -> bool:
         row = committed.get(k)
-        keep = (not force and row is not None and row["config_hash"] == settings.config_hash
+        return (not force and row is not None and row["config_hash"] == settings.config_hash
                 and row["slots_sha256"] == shard_plan.signatures[k] and row["format"] == settings.output_format
                 and all(part_ok(out_root, p, verify) for p in row["parts"]))
-        (skipped if keep else to_process).extend(slot)
+
+    with cf.ThreadPoolExecutor(4) as ex:  # hashing the shards' files (hashlib releases the GIL)
+        kept = list(ex.map(keep, range(count)))
+    to_process, skipped = [], []
+    for k, slot in enumerate(shard_plan.slots):
+        (skipped if kept[k] else to_process).extend(slot)
     return to_process, skipped
 
 
