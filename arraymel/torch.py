@@ -23,7 +23,7 @@ from arraymel.core.filterbank import config_filterbank
 from arraymel.core.windows import config_window
 from arraymel.transforms import MelSpectrogram as _Transform
 
-__all__ = ["MelSpectrogram"]
+__all__ = ["CorpusDataset", "MelSpectrogram"]
 
 
 class MelSpectrogram(torch.nn.Module):
@@ -154,3 +154,73 @@ class MelSpectrogram(torch.nn.Module):
         MelSpectrogram(num_mel_bins=80)
         """
         return repr(self.transform)[len("MelSpectrogram("):-1]
+
+
+class CorpusDataset(torch.utils.data.Dataset):
+    """The features written by ``arraymel corpus`` (any ``--format``) as a map-style torch dataset.
+
+    Item ``i`` is the float32 tensor of the ``i``-th file in the manifest's order (sorted keys),
+    ``(num_mel_bins, frames)``, read through :func:`arraymel.corpus.open` (so a damaged file raises
+    :class:`arraymel.corpus.CorpusError` naming it). :meth:`collate` pads a batch on the right along
+    frames and returns the lengths; pass it as the ``DataLoader``'s ``collate_fn``. Picklable: works in
+    ``DataLoader`` workers (fork or spawn), each opening the files it reads.
+
+    Parameters
+    ----------
+    out_dir : str or path-like
+        The run's OUT_DIR.
+    keys : sequence of str, optional
+        A subset of the files (keys relative to IN_DIR), in the order given; default all.
+
+    Attributes
+    ----------
+    corpus : arraymel.corpus.Corpus
+        The underlying mapping (``corpus.config``: the mel configuration).
+    keys : list of str
+        The key of each index.
+
+    Examples
+    --------
+    >>> import numpy as np, soundfile as sf, tempfile, os, torch
+    >>> from arraymel.cli import main
+    >>> from arraymel.torch import CorpusDataset
+    >>> d = tempfile.mkdtemp()
+    >>> os.makedirs(f"{d}/in")
+    >>> for name, n in [("a.wav", 16000), ("b.wav", 8000)]:
+    ...     sf.write(f"{d}/in/{name}", np.zeros(n, np.float32), 16000)
+    >>> main(["corpus", f"{d}/in", f"{d}/out", "-q", "--workers", "1", "--format", "kaldi"])
+    0
+    >>> ds = CorpusDataset(f"{d}/out")
+    >>> len(ds), ds[1].shape
+    (2, torch.Size([128, 16]))
+    >>> loader = torch.utils.data.DataLoader(ds, batch_size=2, collate_fn=CorpusDataset.collate)
+    >>> features, lengths = next(iter(loader))
+    >>> features.shape, lengths.tolist()
+    (torch.Size([2, 128, 32]), [32, 16])
+    """
+
+    def __init__(self, out_dir: Any, keys: Any = None) -> None:
+        import arraymel.corpus
+
+        self.corpus = arraymel.corpus.open(out_dir)
+        self.keys = list(self.corpus) if keys is None else list(keys)
+        missing = [k for k in self.keys if k not in self.corpus]
+        if missing:
+            raise KeyError(f"keys not in the corpus {out_dir}: {missing[:3]}{' ...' if len(missing) > 3 else ''}")
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        return torch.from_numpy(self.corpus[self.keys[i]])
+
+    @staticmethod
+    def collate(batch: list, pad_value: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(features, lengths)``: the batch padded with ``pad_value`` to its longest item along the last
+        (frames) axis, ``(batch, num_mel_bins, max_frames)``, and each item's frames, ``(batch,)`` int64."""
+        lengths = torch.tensor([int(x.shape[-1]) for x in batch], dtype=torch.int64)
+        width = int(lengths.max()) if len(batch) else 0
+        out = batch[0].new_full((len(batch), *batch[0].shape[:-1], width), pad_value) if batch else torch.empty(0)
+        for i, x in enumerate(batch):
+            out[i, ..., : x.shape[-1]] = x
+        return out, lengths

@@ -23,6 +23,17 @@ core); it is printed beside the figures.
 
     python benchmarks/corpus_throughput.py --hours 1 --format flac
     python benchmarks/corpus_throughput.py --hours 1 --format wav --repeat 3
+
+``--formats`` measures the storage formats and Lhotse instead, on --files short files (1-6 s, 16 kHz
+WAV), every round running each contender once, in a fresh process, in this order: ``--format npy``,
+``--format shar``, ``--format kaldi``, then Lhotse's own extraction (``RecordingSet.from_dir``,
+``CutSet.compute_and_store_features`` with its ``Fbank``, 80 bins, dither 0, into its default
+``LilcomChunkyWriter``, one process per CPU with torch at one thread each, as icefall runs it), with the
+same framing for arraymel (25 ms windows in a 512-point FFT, 10 ms hop, 80 mels); then reading the Shar
+output back, ``arraymel.corpus.open`` against ``CutSet.from_shar`` + ``load_features``, alternated.
+Medians and ranges over the rounds:
+
+    python benchmarks/corpus_throughput.py --formats --files 2500 --repeat 5
 """
 
 from __future__ import annotations
@@ -182,8 +193,172 @@ def compute_only_processes(srcs, settings, workers: int) -> float:
     return max(t1 for _, t1 in spans) - min(t0 for t0, _ in spans)
 
 
+def make_short_corpus(root: str, files: int, seed: int = 1) -> float:
+    """--files WAV files of 1-6 s (reused when present); their audio seconds."""
+    import soundfile as sf
+
+    stamp = os.path.join(root, f".short-{files}-{seed}.json")
+    if os.path.exists(stamp):
+        with open(stamp) as f:
+            return json.load(f)["seconds"]
+    shutil.rmtree(root, ignore_errors=True)
+    os.makedirs(root)
+    rng = np.random.default_rng(seed)
+    total = 0.0
+    for i in range(files):
+        n = int(rng.uniform(1.0, 6.0) * SR)
+        t = np.arange(n) / SR
+        x = 0.2 * np.sin(2 * np.pi * rng.uniform(80, 300) * t) * (1 + np.sin(2 * np.pi * 3 * t)) + 0.02 * rng.standard_normal(n)
+        d = os.path.join(root, f"spk{i % 40:02d}")
+        os.makedirs(d, exist_ok=True)
+        sf.write(os.path.join(d, f"utt{i:05d}.wav"), x.astype(np.float32), SR, subtype="PCM_16")
+        total += n / SR
+    with open(stamp, "w") as f:
+        json.dump({"seconds": total, "files": files}, f)
+    return total
+
+
+#: arraymel's framing matched to Lhotse's Fbank defaults (25 ms window, 10 ms shift at 16 kHz, 80 bins)
+FBANK_LIKE = ["--fft-length", "512", "--sequence-length", "400", "--sequence-stride", "160", "--num-mel-bins", "80"]
+
+_LHOTSE = """
+import sys, time, multiprocessing, concurrent.futures as cf
+def one_thread():
+    import torch
+    torch.set_num_threads(1)
+    torch.set_num_interop_threads(1)
+if __name__ == "__main__":
+    import torch
+    torch.set_num_threads(1)
+    from lhotse import CutSet, Fbank, FbankConfig, RecordingSet
+    root, out, jobs = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    recs = RecordingSet.from_dir(root, "*.wav", num_jobs=jobs)
+    cuts = CutSet.from_manifests(recordings=recs)
+    ex = cf.ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"), initializer=one_thread)
+    with ex:
+        cuts = cuts.compute_and_store_features(extractor=Fbank(FbankConfig(num_mel_bins=80, dither=0.0)),
+                                               storage_path=out + "/feats", num_jobs=jobs, executor=ex)
+    cuts.to_file(out + "/cuts.jsonl.gz")
+"""
+
+
+def _run(cmd: list[str], out: str) -> float:
+    import subprocess
+
+    shutil.rmtree(out, ignore_errors=True)
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, PYTHONPATH=repo + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    t = time.perf_counter()
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    dt = time.perf_counter() - t
+    if r.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed ({r.returncode}): {r.stderr[-2000:]}")
+    return dt
+
+
+def formats_main(args) -> int:
+    """npy / shar / kaldi / Lhotse, interleaved rounds; then reading Shar (see the module docstring)."""
+    import statistics
+
+    root = os.path.join(args.workdir, f"short-{args.files}")
+    seconds = make_short_corpus(root, args.files)
+    hours = seconds / 3600
+    workers = args.decode_workers or len(os.sched_getaffinity(0))
+    all_names = ("npy", "shar", "kaldi", "shar-fbank80", "lhotse")
+    outs = {name: os.path.join(args.workdir, f"out-{name}") for name in all_names}
+    ours = [sys.executable, "-m", "arraymel.cli", "corpus", root]
+    # the formats at the command's defaults (Keras: 2048-point FFT, hop 512, 128 mels); and Shar with Lhotse's framing
+    cmds = {name: [*ours, outs[name], "-q", "--device", "cpu", "--workers", str(workers), "--format", name]
+            for name in ("npy", "shar", "kaldi")}
+    cmds["shar-fbank80"] = [*ours, outs["shar-fbank80"], "-q", "--device", "cpu", "--workers", str(workers), *FBANK_LIKE,
+                            "--format", "shar"]
+    script = os.path.join(args.workdir, "lhotse_extract.py")  # a file: spawned workers re-import __main__
+    with open(script, "w") as f:
+        f.write(_LHOTSE)
+    cmds["lhotse"] = [sys.executable, script, root, outs["lhotse"], str(workers)]
+    names = [n for n in all_names if n not in args.skip]
+    times: dict[str, list[float]] = {n: [] for n in names}
+    loads = []
+    for r in range(args.repeat):
+        loads.append(os.getloadavg()[0])
+        for n in names:
+            times[n].append(_run(cmds[n], outs[n]))
+        print(f"round {r + 1}: " + ", ".join(f"{n} {times[n][-1]:.2f} s" for n in names) + f"; load {loads[-1]:.2f}",
+              file=sys.stderr, flush=True)
+    # reading the Shar output (Lhotse's framing): ours vs Lhotse's, alternated
+    if "shar-fbank80" not in names:
+        _run(cmds["shar-fbank80"], outs["shar-fbank80"])
+    outs["shar"] = outs["shar-fbank80"]
+    import arraymel.corpus
+
+    def read_ours() -> int:
+        c = arraymel.corpus.open(outs["shar"])
+        return sum(int(c[k].shape[1]) for k in c)
+
+    from lhotse import CutSet  # imported before the clock starts (about 2 s of imports)
+
+    def read_lhotse() -> int:
+        return sum(int(cut.load_features().shape[0]) for cut in CutSet.from_shar(in_dir=os.path.join(outs["shar"], "shar")))
+
+    reads: dict[str, list[float]] = {"arraymel.corpus.open": [], "CutSet.from_shar + load_features": []}
+    for _ in range(args.repeat):
+        frames = []
+        for name, fn in (("arraymel.corpus.open", read_ours), ("CutSet.from_shar + load_features", read_lhotse)):
+            t = time.perf_counter()
+            frames.append(fn())
+            reads[name].append(time.perf_counter() - t)
+        assert frames[0] == frames[1], frames
+    load_after = os.getloadavg()
+
+    def summary(ts: list[float]) -> dict:
+        med = statistics.median(ts)
+        return {"median_s": round(med, 3), "min_s": round(min(ts), 3), "max_s": round(max(ts), 3),
+                "files_per_s": round(args.files / med, 1), "files_per_s_range": [round(args.files / max(ts), 1),
+                                                                                 round(args.files / min(ts), 1)],
+                "audio_hours_per_s": round(hours / med, 4)}
+
+    res = {"corpus": {"files": args.files, "audio_hours": round(hours, 3), "seconds_per_file": "1-6", "format": "wav"},
+           "cpus": len(os.sched_getaffinity(0)), "workers": workers, "rounds": args.repeat,
+           "load_average_at_rounds": [round(x, 2) for x in loads], "load_average_after": [round(x, 2) for x in load_after],
+           "write": {n: summary(times[n]) for n in names}, "read_shar": {n: summary(v) for n, v in reads.items()}}
+    w = res["write"]
+    if "npy" in w:
+        for n in ("shar", "kaldi"):
+            if n in names:
+                res["write"][n]["files_per_s_vs_npy"] = round(statistics.median(
+                    [a / b for a, b in zip(times["npy"], times[n])]), 3)
+    if "lhotse" in w and "shar-fbank80" in w:
+        res["write"]["shar-fbank80"]["files_per_s_vs_lhotse"] = round(statistics.median(
+            [a / b for a, b in zip(times["lhotse"], times["shar-fbank80"])]), 3)
+    r = res["read_shar"]
+    res["read_shar"]["ours_vs_lhotse"] = round(r["CutSet.from_shar + load_features"]["median_s"]
+                                               / r["arraymel.corpus.open"]["median_s"], 3)
+    if args.json:
+        print(json.dumps(res, indent=2))
+    else:
+        print(f"{args.files} files, {hours:.3f} audio-hours; {res['cpus']} CPUs, {workers} workers; {args.repeat} "
+              f"interleaved rounds; load average {min(loads):.2f}-{max(loads):.2f} at the rounds")
+        for n, v in w.items():
+            extra = f"  x{v['files_per_s_vs_npy']:.2f} npy (median of per-round ratios)" if "files_per_s_vs_npy" in v else ""
+            if "files_per_s_vs_lhotse" in v:
+                extra = f"  x{v['files_per_s_vs_lhotse']:.2f} Lhotse (median of per-round ratios)"
+            print(f"  write {n:12s} median {v['median_s']:7.2f} s ({v['min_s']:.2f}-{v['max_s']:.2f})  "
+                  f"{v['files_per_s']:7.1f} files/s ({v['files_per_s_range'][0]}-{v['files_per_s_range'][1]})  "
+                  f"{v['audio_hours_per_s']:.3f} audio-h/s{extra}")
+        for n, v in reads.items():
+            v = r[n]
+            print(f"  read  {n:34s} median {v['median_s']:6.2f} s ({v['min_s']:.2f}-{v['max_s']:.2f})  "
+                  f"{v['files_per_s']:8.1f} files/s")
+        print(f"  reading: arraymel.corpus.open is x{r['ours_vs_lhotse']:.2f} the speed of CutSet.from_shar + load_features")
+    return 0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--formats", action="store_true",
+                    help="compare --format npy / shar / kaldi and Lhotse's extraction on short files, and Shar reading")
+    ap.add_argument("--files", type=int, default=2500, help="--formats: number of 1-6 s files (default 2500)")
+    ap.add_argument("--skip", action="append", default=[], help="--formats: leave out npy, shar, kaldi or lhotse")
     ap.add_argument("--hours", type=float, default=1.0, help="audio in the corpus (default 1)")
     ap.add_argument("--format", choices=("wav", "flac", "ogg"), default="flac")
     ap.add_argument("--workdir", default=os.path.join(tempfile.gettempdir(), "arraymel-corpus-bench"))
@@ -193,6 +368,8 @@ def main(argv=None) -> int:
     ap.add_argument("--threads-too", action="store_true",
                     help="also time the threaded pipeline (the GPU engine: decode threads + compute thread) on the CPU")
     args = ap.parse_args(argv)
+    if args.formats:
+        return formats_main(args)
 
     from arraymel.corpus.decode import decode
     from arraymel.corpus.settings import CorpusSettings

@@ -1,7 +1,7 @@
 """``arraymel corpus`` end to end on a generated corpus: exact outputs, recorded failures, resume, refusals.
 
 Every output is compared with an independent computation: soundfile + soxr decoding in the test,
-then ``arraymel.mel_spectrogram(file_alone, top_db_scope="example")`` (SPEC.md's 1e-3 dB).
+then ``arraymel.mel_spectrogram(file_alone, top_db_scope="example")`` (docs/semantics.md: 1e-3 dB).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import corpus_data as cd  # noqa: E402
 
 from arraymel.cli import main  # noqa: E402
 
-TOL_DB = 1e-3  # SPEC.md: float32 dB tolerance
+TOL_DB = 1e-3  # docs/semantics.md: float32 dB tolerance
 MEL_FLAGS = ["--num-mel-bins", str(cd.MEL["num_mel_bins"])]
 
 
@@ -110,7 +110,7 @@ def test_frame_counts_and_manifest_columns(corpus, first_run):
         assert row["sampling_rate"] == info.samplerate and row["channels"] == info.channels
         assert row["samples"] == info.frames
         assert row["duration_s"] == pytest.approx(info.frames / info.samplerate)
-        assert row["frames"] == 1 + row["mel_samples"] // 512  # SPEC step 3, even fft_length
+        assert row["frames"] == 1 + row["mel_samples"] // 512  # docs/semantics.md: centred frames, even fft_length
         assert json.loads(row["shape"]) == [cd.MEL["num_mel_bins"], row["frames"]]
         assert row["dtype"] == "float32"
         import hashlib

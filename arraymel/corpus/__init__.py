@@ -1,6 +1,7 @@
 """``arraymel corpus``: a tree of audio files to mel features on disk, batched, resumable, crash-safe.
 
-Every audio file ``IN_DIR/<rel>`` becomes ``OUT_DIR/<rel>.npy``; ``OUT_DIR/manifest.sqlite``
+Every audio file ``IN_DIR/<rel>`` becomes ``OUT_DIR/<rel>.npy`` (``--format npy``; ``shar`` and ``kaldi``
+write shards instead, see :mod:`~arraymel.corpus.formats`); ``OUT_DIR/manifest.sqlite``
 records what was done with which configuration. The modules, one idea each:
 
 - :mod:`~arraymel.corpus.settings`: the mel configuration, output options and their hash.
@@ -11,6 +12,8 @@ records what was done with which configuration. The modules, one idea each:
 - :mod:`~arraymel.corpus.compute`: one batch through :func:`arraymel.mel_spectrogram`.
 - :mod:`~arraymel.corpus.storage`: the lock, atomic output writes, output path checks, leftover clean-up.
 - :mod:`~arraymel.corpus.manifest`: the SQLite manifest.
+- :mod:`~arraymel.corpus.formats`: how outputs are stored (``npy``; ``shar`` and ``kaldi`` shards).
+- :mod:`~arraymel.corpus.reader`: :func:`arraymel.corpus.open`, the features of a run as a mapping.
 - :mod:`~arraymel.corpus.chunks`: a chunk of files processed start to finish inside one worker.
 - :mod:`~arraymel.corpus.local`: the CPU engine, one worker process per CPU running chunks.
 - :mod:`~arraymel.corpus.pipeline`: the GPU engine, decode threads -> buckets -> compute thread -> writers.
@@ -22,3 +25,7 @@ records what was done with which configuration. The modules, one idea each:
 
 Nothing here imports soundfile, soxr, rich or dask until a run needs them.
 """
+
+from arraymel.corpus.reader import Corpus, CorpusError, open  # noqa: E402, A004 - the public reader
+
+__all__ = ["Corpus", "CorpusError", "open"]

@@ -69,7 +69,7 @@ def make_chunks(sources: list[Source], workers: int) -> list[list[Source]]:
 def process_chunk(sources: list[Source], settings: CorpusSettings, out_root: str, decode_threads: int = 2) -> list[FileRecord]:
     """The records of ``sources``, every ok output durable on disk (see the module docstring)."""
     computer = computer_for(settings)
-    writer = Writer(out_root)
+    writer = Writer(out_root, stage=settings.sharded)  # sharded formats: the outputs travel back in the records
     if computer.device_kind == "cuda":
         from arraymel.corpus.pipeline import Pipeline
 
@@ -82,6 +82,7 @@ def process_chunk(sources: list[Source], settings: CorpusSettings, out_root: str
         fsync_dir(d)
     for r in records:
         r.sync_dirs = ()
+    writer.attach(records)
     return records
 
 
@@ -103,7 +104,7 @@ def _serial(sources: list[Source], settings: CorpusSettings, writer: Writer, com
     def write(item, array) -> FileRecord:
         try:
             data = serialize(array)
-            sha = hashlib.sha256(data).hexdigest()
+            sha = None if writer.stage else hashlib.sha256(data).hexdigest()  # sharded: the shard's hash covers it
             _, dirs = writer.write(item.source.key, data)
         except OutputPathError as e:  # this output's path, not OUT_DIR: the file fails, the run goes on
             return failed_record(item.source, str(e), config_hash, versions_json, decoded=item)

@@ -61,11 +61,24 @@ CREATE INDEX IF NOT EXISTS files_status ON files (status);
 
 COLUMNS = ("key", "status", "error", "output", "source_size", "source_mtime", "source_mtime_ns", "sampling_rate",
            "channels", "samples", "duration_s", "mel_samples", "frames", "shape", "dtype", "sha256", "config_hash",
-           "versions", "run_id", "updated_at")
+           "versions", "run_id", "updated_at", "shard", "member", "offset", "nbytes")
 
 
 #: columns added to ``runs`` after the first release (added to an older manifest when it is opened for a run)
 _ADDED_RUN_COLUMNS = {"in_dir": "TEXT", "unlisted": "TEXT"}
+#: columns added to ``files`` for the sharded formats (NULL for ``npy`` rows)
+_ADDED_FILE_COLUMNS = {"shard": "INTEGER", "member": "TEXT", "offset": "INTEGER", "nbytes": "INTEGER"}
+
+#: one row per committed shard of a sharded format (``--format shar|kaldi``): its files (``parts``: JSON list
+#: of ``{"path", "size", "sha256"}``, paths relative to OUT_DIR), the SHA-256 of its slot list (the keys with
+#: their source size and mtime: a shard is reused only for the same files), its numbers and the run
+_SHARDS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS shards (
+    shard INTEGER PRIMARY KEY, format TEXT NOT NULL, parts TEXT NOT NULL, slots_sha256 TEXT NOT NULL,
+    first_key TEXT, last_key TEXT, files INTEGER, members INTEGER, config_hash TEXT, run_id INTEGER, committed_at TEXT
+);
+CREATE INDEX IF NOT EXISTS files_shard ON files (shard);
+"""
 
 
 def to_db(name: str | None):
@@ -114,14 +127,23 @@ class FileRecord:
     sha256: str | None = None
     config_hash: str | None = None
     versions: str | None = None
+    #: the sharded formats: the shard holding the output, the member's name (the cut / utterance id), where
+    #: its stored bytes begin in the shard's data file and how many there are
+    shard: int | None = None
+    member: str | None = None
+    offset: int | None = None
+    nbytes: int | None = None
     sync_dirs: tuple = ()
+    #: a sharded format's output on its way to its shard (.npy bytes or a staged file); never stored
+    payload: Any = dataclasses.field(default=None, repr=False)
 
     def row(self, run_id: int, stamp: str) -> tuple:
         mtime = None if self.source_mtime_ns is None else self.source_mtime_ns / 1e9
         shape = None if self.shape is None else json.dumps(list(self.shape))
         return (to_db(self.key), self.status, _text(self.error), to_db(self.output), self.source_size, mtime, self.source_mtime_ns,
                 self.sampling_rate, self.channels, self.samples, self.duration_s, self.mel_samples, self.frames, shape,
-                self.dtype, self.sha256, self.config_hash, self.versions, run_id, stamp)
+                self.dtype, self.sha256, self.config_hash, self.versions, run_id, stamp, self.shard, _text(self.member),
+                self.offset, self.nbytes)
 
 
 class ManifestError(Exception):
@@ -131,6 +153,24 @@ class ManifestError(Exception):
 def _recovery(path: str) -> str:
     return (f"move it aside (mv {path} {path}.damaged) and run again: every file is then computed anew (the outputs are "
             "rewritten); or try to salvage it first with `sqlite3 manifest.sqlite.damaged .recover | sqlite3 manifest.sqlite`")
+
+
+def _roll_back_hot_journal(path: str) -> None:
+    """A run killed inside a transaction leaves a hot rollback journal, which a read-only connection cannot
+    roll back ("attempt to write a readonly database": status and the reader would call the manifest
+    damaged). Any read-write connection rolls it back on its first read, to the last commit, as the next
+    run would; SQLite does so only when no live connection holds the write lock, so a running run's open
+    transaction is never touched. Without write access, nothing is tried."""
+    if not os.path.exists(path + "-journal") or not os.access(os.path.dirname(os.path.abspath(path)), os.W_OK):
+        return
+    try:
+        db = sqlite3.connect(path, timeout=30)
+        try:
+            db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+        finally:
+            db.close()
+    except sqlite3.Error:
+        pass  # the read-only open that follows reports what is wrong
 
 
 class Manifest:
@@ -149,6 +189,7 @@ class Manifest:
                                 + _recovery(path))
         try:
             if readonly:
+                _roll_back_hot_journal(path)
                 uri = pathlib.Path(os.path.abspath(path)).as_uri() + "?mode=ro"
                 self.db = sqlite3.connect(uri, uri=True, timeout=30, isolation_level=None, check_same_thread=False)
             else:
@@ -165,6 +206,11 @@ class Manifest:
                 for name, kind in _ADDED_RUN_COLUMNS.items():
                     if name not in have:
                         self.db.execute(f"ALTER TABLE runs ADD COLUMN {name} {kind}")
+                have = {r[1] for r in self.db.execute("PRAGMA table_info(files)")}
+                for name, kind in _ADDED_FILE_COLUMNS.items():
+                    if name not in have:
+                        self.db.execute(f"ALTER TABLE files ADD COLUMN {name} {kind}")
+                self.db.executescript(_SHARDS_SCHEMA)
                 if self.meta("schema_version") is None:
                     self.set_meta({"schema_version": str(SCHEMA_VERSION)})
             version = self.meta("schema_version")
@@ -314,9 +360,55 @@ class Manifest:
     def keys(self) -> list[str]:
         return [from_db(k) for (k,) in self.db.execute("SELECT key FROM files")]
 
-    def rows(self) -> list[dict[str, Any]]:
-        cur = self.db.execute(f"SELECT {', '.join(COLUMNS)} FROM files ORDER BY key")
-        out = [dict(zip(COLUMNS, r)) for r in cur.fetchall()]
+    # ------------------------------------------------------------------ shards
+    def has_shards(self) -> bool:
+        return bool(self.db.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'shards'").fetchone())
+
+    def shards(self) -> dict[int, dict[str, Any]]:
+        """shard number -> its row (``parts`` decoded), for every committed shard."""
+        if not self.has_shards():
+            return {}
+        cur = self.db.execute("SELECT * FROM shards ORDER BY shard")
+        names = [d[0] for d in cur.description]
+        out = {}
+        for r in cur.fetchall():
+            row = dict(zip(names, r))
+            row["parts"] = json.loads(row["parts"])
+            row["first_key"], row["last_key"] = from_db(row["first_key"]), from_db(row["last_key"])
+            out[int(row["shard"])] = row
+        return out
+
+    def commit_shard(self, shard: int, *, fmt: str, parts: list[dict], slots_sha256: str, first_key: str | None,
+                     last_key: str | None, files: int, records: list[FileRecord], config_hash: str, run_id: int) -> None:
+        """Record shard ``shard`` as committed, with the rows of its files, in one transaction: the rows of its
+        previous contents (if any) go, so that every ``files`` row naming a shard is one of its members."""
+        stamp = now()
+        rows = [r.row(run_id, stamp) for r in records]
+        members = sum(1 for r in records if r.status == "ok")
+        with self.transaction():
+            self.db.execute("DELETE FROM files WHERE shard = ?", (shard,))
+            self.db.executemany(f"INSERT OR REPLACE INTO files ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})",
+                                rows)
+            self.db.execute("INSERT OR REPLACE INTO shards (shard, format, parts, slots_sha256, first_key, last_key, files, "
+                            "members, config_hash, run_id, committed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                            (shard, fmt, json.dumps(parts, sort_keys=True), slots_sha256, to_db(first_key),
+                             to_db(last_key), files, members, config_hash, run_id, stamp))
+
+    def drop_shards(self, shards: Iterable[int]) -> None:
+        """Forget shards (and the rows of their files) that the current assignment no longer has."""
+        nos = [(int(s),) for s in shards]
+        if nos:
+            with self.transaction():
+                self.db.executemany("DELETE FROM files WHERE shard = ?", nos)
+                self.db.executemany("DELETE FROM shards WHERE shard = ?", nos)
+
+    def rows(self, order: str = "key") -> list[dict[str, Any]]:
+        """Every ``files`` row as a dict, ordered by key (``order="shard"``: by shard, then offset)."""
+        have = {r[1] for r in self.db.execute("PRAGMA table_info(files)")}
+        cols = [c for c in COLUMNS if c in have]
+        by = "shard, offset, key" if order == "shard" and "shard" in have else "key"
+        cur = self.db.execute(f"SELECT {', '.join(cols)} FROM files ORDER BY {by}")
+        out = [dict(zip(cols, r)) for r in cur.fetchall()]
         for r in out:
             r["key"], r["output"] = from_db(r["key"]), from_db(r["output"])
         return out

@@ -35,6 +35,7 @@ from typing import Any
 
 from arraymel.corpus.compute import DeviceError, resolve_device
 from arraymel.corpus.discover import DiscoveryError, Source, default_include, from_list, gone, read_list, walk
+from arraymel.corpus.formats import NpyStore, ShardedStore, part_ok, plan, shard_writer
 from arraymel.corpus.manifest import FileRecord, Manifest, ManifestError
 from arraymel.corpus.progress import Progress, format_summary
 from arraymel.corpus.settings import CorpusSettings, describe_difference, versions
@@ -64,6 +65,7 @@ class RunOptions:
     debug: bool = False  # let an unexpected error show its traceback
     quiet: bool = False
     progress_interval: float = 30.0
+    nemo_manifest: bool = False  # --format npy: also write OUT_DIR/nemo_manifest.jsonl
     options: dict = dataclasses.field(default_factory=dict)
 
 
@@ -110,6 +112,42 @@ def plan_resume(sources: list[Source], rows: dict[str, tuple], settings: CorpusS
                 if good:
                     ok.add(s.key)
     return [s for s in sources if s.key not in ok], [s for s in sources if s.key in ok]
+
+
+def plan_shards(shard_plan, manifest: Manifest, settings: CorpusSettings, out_root: str, *, force: bool,
+                verify: str) -> tuple[list[Source], list[Source]]:
+    """(to_process, skipped) of a sharded format: a shard is kept (its files skipped) when its committed row has
+    the same configuration and the same slots (keys, source sizes and mtimes) and its files are on disk as
+    recorded; every file of any other shard is computed and the shard rewritten. Shards past the current
+    count (the tree shrank) are forgotten and their files removed."""
+    committed = manifest.shards()
+    count = len(shard_plan.slots)
+    gone_shards = sorted(k for k in committed if k >= count)
+    if gone_shards:
+        manifest.drop_shards(gone_shards)
+        for k in gone_shards:
+            for part in committed[k]["parts"]:
+                try:
+                    os.unlink(os.path.join(out_root, *part["path"].split("/")))
+                except OSError:
+                    pass
+        for d in {os.path.dirname(os.path.join(out_root, *p["path"].split("/")))
+                  for k in gone_shards for p in committed[k]["parts"]}:
+            fsync_dir(d)
+    manifest.set_meta({"shards_planned": str(count)})
+
+    def keep(k: int) -> bool:
+        row = committed.get(k)
+        return (not force and row is not None and row["config_hash"] == settings.config_hash
+                and row["slots_sha256"] == shard_plan.signatures[k] and row["format"] == settings.output_format
+                and all(part_ok(out_root, p, verify) for p in row["parts"]))
+
+    with cf.ThreadPoolExecutor(4) as ex:  # hashing the shards' files (hashlib releases the GIL)
+        kept = list(ex.map(keep, range(count)))
+    to_process, skipped = [], []
+    for k, slot in enumerate(shard_plan.slots):
+        (skipped if kept[k] else to_process).extend(slot)
+    return to_process, skipped
 
 
 def _check_config(manifest: Manifest, settings: CorpusSettings, force: bool) -> str | None:
@@ -231,7 +269,7 @@ def _run_with_manifest(opts: RunOptions, settings: CorpusSettings, out_root: str
     leftovers = remove_leftovers(out_root)
 
     # the engine first: worker processes start and warm up while the files are discovered and verified
-    writer = Writer(out_root)
+    writer = Writer(out_root, stage=settings.sharded)  # sharded formats: outputs go to the runner, not to files
     try:
         engine, device, mode = _engine(opts, settings, out_root, writer)
     except (DeviceError, ValueError) as e:
@@ -262,14 +300,22 @@ def _run_engine(opts: RunOptions, settings: CorpusSettings, out_root: str, manif
     except DiscoveryError as e:
         _err(str(e))
         return EXIT_FATAL
-    blocked = path_problems([s.key for s in found.sources], out_root)
+    # sharded formats: no output path per file (a key only becomes a member id in a shard)
+    blocked = {} if settings.sharded else path_problems([s.key for s in found.sources], out_root)
     sources = [s for s in found.sources if s.key not in blocked]
     refused = [FileRecord(key=s.key, status="failed", error=blocked[s.key], source_size=s.size, source_mtime_ns=s.mtime_ns,
                           config_hash=settings.config_hash) for s in found.sources if s.key in blocked]
     refused += [FileRecord(key=k, status="failed", error=why, config_hash=settings.config_hash) for k, why in found.missing]
     rows = manifest.resume_rows()
-    to_process, skipped = plan_resume(sources, rows, settings, out_root,
-                                      force=opts.force, verify=opts.verify, progress_note=not opts.quiet)
+    if settings.sharded:
+        shard_plan = plan(sources, settings.shard_size)
+        to_process, skipped = plan_shards(shard_plan, manifest, settings, out_root, force=opts.force, verify=opts.verify)
+        store: Any = ShardedStore(manifest, shard_writer(settings, out_root, os.path.realpath(opts.in_dir)),
+                                  shard_plan, out_root, settings)
+    else:
+        to_process, skipped = plan_resume(sources, rows, settings, out_root,
+                                          force=opts.force, verify=opts.verify, progress_note=not opts.quiet)
+        store = NpyStore(manifest, writer, out_root, os.path.realpath(opts.in_dir), nemo_manifest=opts.nemo_manifest)
     skipped_audio = _recorded_audio(manifest, skipped)
     discovered_keys = {s.key for s in found.sources} | {k for k, _ in found.missing}
     orphans = gone([k for k in rows if k not in discovered_keys], opts.in_dir)
@@ -283,14 +329,11 @@ def _run_engine(opts: RunOptions, settings: CorpusSettings, out_root: str, manif
     failures: list[tuple[str, str]] = []
     state, message, fatal = "finished", None, False
 
+    store.run_id = run_id
+
     def commit(group: list[FileRecord]) -> None:
-        dirs = sorted({d for r in group for d in r.sync_dirs})
-        for d in dirs:
-            fsync_dir(d)
-        manifest.record(group, run_id)
-        for r in group:
-            if r.status == "failed":
-                writer.remove(r.key)
+        writer.attach(group)  # sharded formats: each ok record gets its output's bytes
+        store.commit(group)  # durable (fsync, rename, directory fsync), then recorded in the manifest
 
     mode_p = Progress.choose_mode(opts.quiet)
     try:
@@ -331,6 +374,13 @@ def _run_engine(opts: RunOptions, settings: CorpusSettings, out_root: str, manif
             traceback.print_exc()
         state, message, fatal = "stopped", f"stopped by an unexpected error: {type(e).__name__}: {printable(str(e))}", True
 
+    store.close()
+    writer.discard_staged()
+    if not fatal:
+        try:
+            store.finish()  # the indexes over all committed outputs (feats.scp, nemo_manifest.jsonl)
+        except (OutputError, ManifestError, sqlite3.Error) as e:
+            state, message, fatal = "stopped", f"stopped: {e}", True
     wall = time.monotonic() - t0
     discovered = len(found.sources) + len(found.missing)
     if orphans and not opts.prune:
@@ -361,7 +411,9 @@ def _run_engine(opts: RunOptions, settings: CorpusSettings, out_root: str, manif
         if opts.quiet is False and message and fatal:
             print(f"arraymel corpus: {message}", file=sys.stderr, flush=True)
         return EXIT_FATAL
-    if counts["failed"] or found.unlisted:
+    # a file that failed inside a shard kept from an earlier run is not retried, but it has no output either
+    kept_failed = settings.sharded and any(rows.get(x.key, ("",))[0] == "failed" for x in skipped)
+    if counts["failed"] or found.unlisted or kept_failed:
         return EXIT_FAILURES
     return EXIT_OK
 

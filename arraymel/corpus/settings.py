@@ -20,10 +20,23 @@ from typing import Any
 
 import numpy as np
 
-from arraymel._config import EXTENSION_DEFAULTS, KERAS_DEFAULTS, MelConfig
+from arraymel import MelConfig
+
+#: The defaults of every mel parameter, from the public :class:`arraymel.MelConfig`: the Keras layer's keys
+#: (those of ``keras_config()``) and arraymel's extensions (the rest).
+_DEFAULT_MEL = MelConfig.create()
+KERAS_DEFAULTS: dict[str, Any] = {k: _DEFAULT_MEL.given[k] for k in _DEFAULT_MEL.keras_config()}
+EXTENSION_DEFAULTS: dict[str, Any] = {k: v for k, v in _DEFAULT_MEL.given.items() if k not in KERAS_DEFAULTS}
 
 #: Bumped when the meaning of an output file changes (layout, padding rule, ...).
 FORMAT_VERSION = 1
+#: ``--format``: one ``.npy`` per file, or shards that a training stack reads directly (arraymel/corpus/formats/).
+FORMATS = ("npy", "shar", "kaldi")
+#: ``--shard-size``'s default: files per shard. 1,000 utterances of a few seconds make shards of tens of MB
+#: (sequential reads of that size saturate network storage), the count Lhotse's own Shar writer uses, and
+#: a bound on what a run holds in memory while a shard waits for its last file (docs/corpus.md).
+DEFAULT_SHARD_SIZE = 1000
+SHAR_COMPRESSIONS = ("npy", "lilcom")
 OUT_DTYPES = ("float32", "float16")
 CHANNEL_MODES = ("mean", "first", "all")
 #: soxr's quality recipe used whenever a file is resampled.
@@ -128,6 +141,11 @@ class CorpusSettings:
     #: its pipeline's parameters
     preset: str | None = None
     preset_options: dict | None = None
+    #: ``--format``, ``--shard-size``, ``--shar-compression``: how the features are stored (part of the hash
+    #: for the sharded formats: switching on an existing OUT_DIR is a configuration change)
+    output_format: str = "npy"
+    shard_size: int = DEFAULT_SHARD_SIZE
+    shar_compression: str = "npy"
 
     @classmethod
     def create(cls, mel_params: dict[str, Any], **kwargs: Any) -> "CorpusSettings":
@@ -175,7 +193,37 @@ class CorpusSettings:
             raise SettingsError(f"--batch-seconds {s.batch_seconds!r}: must be a finite number > 0.")
         if not (math.isfinite(s.memory_per_worker) and s.memory_per_worker >= MIN_MEMORY_MB):
             raise SettingsError(f"--memory-per-worker {s.memory_per_worker!r}: must be a number of MB >= {MIN_MEMORY_MB:g}.")
+        s._check_format()
         return s
+
+    def _check_format(self) -> None:
+        if self.output_format not in FORMATS:
+            raise SettingsError(f"--format {self.output_format!r}: must be one of {', '.join(FORMATS)}.")
+        if isinstance(self.shard_size, bool) or not isinstance(self.shard_size, int) or self.shard_size < 1:
+            raise SettingsError(f"--shard-size {self.shard_size!r}: must be a whole number of files >= 1.")
+        if self.shar_compression not in SHAR_COMPRESSIONS:
+            raise SettingsError(f"--shar-compression {self.shar_compression!r}: must be one of "
+                                f"{', '.join(SHAR_COMPRESSIONS)}.")
+        if self.shar_compression != "npy" and self.output_format != "shar":
+            raise SettingsError(f"--shar-compression {self.shar_compression}: only with --format shar "
+                                f"(given --format {self.output_format}).")
+        if self.output_format != "npy" and self.channels == "all":
+            raise SettingsError(f"--channels all with --format {self.output_format}: a {self.output_format} shard holds "
+                                "one (frames, features) matrix per file; use --channels mean or first, or --format npy.")
+        if self.output_format == "kaldi" and self.out_dtype != "float32":
+            raise SettingsError(f"--out-dtype {self.out_dtype} with --format kaldi: Kaldi's binary matrices are float32 "
+                                "('FM') or float64; use --out-dtype float32.")
+        if self.shar_compression == "lilcom":
+            try:
+                import lilcom  # noqa: F401, PLC0415
+            except ImportError:
+                raise SettingsError("--shar-compression lilcom needs the lilcom package: "
+                                    "pip install 'arraymel[lilcom]'.") from None
+
+    @property
+    def sharded(self) -> bool:
+        """True for the formats that write shards (``shar``, ``kaldi``) rather than one file per source."""
+        return self.output_format != "npy"
 
     @property
     def memory_bytes(self) -> int:
@@ -220,6 +268,10 @@ class CorpusSettings:
             "out_dtype": self.out_dtype,
             "channels": self.channels,
             "resample": {"enabled": bool(self.resample), "engine": "soxr", "quality": RESAMPLE_QUALITY},
+            # only for the sharded formats, so that the manifests of npy runs written before them still match
+            **({"storage": {"format": self.output_format, "shard_size": self.shard_size,
+                            **({"compression": self.shar_compression} if self.output_format == "shar" else {})}}
+               if self.sharded else {}),
         }
 
     def canonical_json(self) -> str:

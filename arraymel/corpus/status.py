@@ -76,9 +76,19 @@ def _report(m: Manifest, out_dir: str, path: str) -> dict:
     orphans: list[str] | None = None
     if in_dir and os.path.isdir(in_dir):
         orphans = gone(m.keys(), in_dir)
+    storage = (json.loads(config).get("storage") if config else None) or {"format": "npy"}
+    shards = None
+    if storage["format"] != "npy":
+        committed = m.shards()
+        planned = int(m.meta("shards_planned") or 0)
+        shards = {"format": storage["format"], "shard_size": storage.get("shard_size"), "planned": planned,
+                  "committed": sum(1 for k in committed if k < planned),
+                  "pending": [k for k in range(planned) if k not in committed],
+                  "members": sum(int(r["members"] or 0) for r in committed.values())}
     return {
         "out_dir": out_dir,
         "manifest": path,
+        "shards": shards,  # None for --format npy
         "schema_version": int(m.meta("schema_version") or 0),
         "config_hash": config_hash,
         "config": json.loads(config) if config else None,
@@ -95,7 +105,7 @@ def _report(m: Manifest, out_dir: str, path: str) -> dict:
 
 def needs_attention(r: dict) -> bool:
     last = r["runs"][0] if r["runs"] else {}
-    return bool(r["counts"]["failed"] or r["orphaned"] or r["unlisted"]
+    return bool(r["counts"]["failed"] or r["orphaned"] or r["unlisted"] or (r.get("shards") or {}).get("pending")
                 or last.get("state") in ("interrupted", "stopped"))
 
 
@@ -108,6 +118,12 @@ def format_report(r: dict) -> str:
                           if k in mel)
         lines.append(f"  config {r['config_hash'][:16]} ({brief}; out_dtype={r['config'].get('out_dtype')}, "
                      f"channels={r['config'].get('channels')})")
+    sh = r.get("shards")
+    if sh:
+        pend = sh["pending"]
+        lines.append(f"  shards ({sh['format']}, {sh['shard_size']} files each): {sh['committed']} committed, "
+                     f"{len(pend)} pending{' (' + ', '.join(map(str, pend[:10])) + (' ...' if len(pend) > 10 else '') + ')' if pend else ''}; "
+                     f"{sh['members']} files in them")
     lines.append(f"  files {c['total']} = ok {c['ok']} ({c.get('ok_audio_hours', 0.0):.4f} audio-hours) + failed {c['failed']}")
     if c.get("ok_other_config"):
         lines.append(f"  {c['ok_other_config']} ok rows were made with another configuration (before a --force)")

@@ -258,14 +258,57 @@ def fsync_dir(path: str) -> None:
         os.close(fd)
 
 
-class Writer:
-    """Writes outputs atomically under ``out_root`` (thread-safe)."""
+class Staged:
+    """The ``.npy`` bytes of one output that waits, outside memory, for its shard (a long file's output,
+    written block by block): a temporary file at the top of OUT_DIR, not fsynced (a crash leaves it to the
+    next run's clean-up; only the shard it goes into is made durable)."""
 
-    def __init__(self, out_root: str):
+    def __init__(self, path: str):
+        self.path = path
+
+    def read(self) -> bytes:
+        with open(self.path, "rb") as f:
+            return f.read()
+
+    def discard(self) -> None:
+        try:
+            os.unlink(self.path)
+        except OSError:
+            pass
+
+
+class Writer:
+    """Writes outputs atomically under ``out_root`` (thread-safe).
+
+    With ``stage=True`` (the sharded formats) nothing reaches a final name: each output's ``.npy`` bytes
+    are kept for :meth:`attach` (in memory, or as a :class:`Staged` file for a long file's output) and
+    the runner writes them into their shard (:mod:`arraymel.corpus.formats`).
+    """
+
+    def __init__(self, out_root: str, *, stage: bool = False):
         os.makedirs(out_root, exist_ok=True)
         self.root = os.path.realpath(out_root)
         self._checked: set[str] = {self.root}
         self._mutex = threading.Lock()
+        self.stage = bool(stage)
+        self._staged: dict[str, bytes | Staged] = {}
+
+    def attach(self, records) -> None:
+        """Give each ok record of a staging writer its output's bytes (``record.payload``)."""
+        if not self.stage:
+            return
+        with self._mutex:
+            for r in records:
+                if r.status == "ok" and r.payload is None:
+                    r.payload = self._staged.pop(r.key, None)
+                r.sync_dirs = ()
+
+    def discard_staged(self) -> None:
+        with self._mutex:
+            staged, self._staged = list(self._staged.values()), {}
+        for v in staged:
+            if isinstance(v, Staged):
+                v.discard()
 
     def path(self, key: str) -> str:
         rel = output_rel(key)
@@ -298,6 +341,10 @@ class Writer:
 
     def write(self, key: str, data: bytes) -> tuple[str, list[str]]:
         """Write ``data`` as the output of ``key``; returns the path and the directories to fsync before commit."""
+        if self.stage:
+            with self._mutex:
+                self._staged[key] = data
+            return "", []
         return self.write_with(key, lambda fd: _write_all(fd, data))
 
     def write_with(self, key: str, fill) -> tuple[str, list[str]]:
@@ -307,6 +354,8 @@ class Writer:
         Raises :class:`OutputPathError` when the output's own path is the problem (that file fails),
         :class:`OutputError` when OUT_DIR cannot be written (the run stops).
         """
+        if self.stage:
+            return self._stage_with(key, fill)
         final = self.path(key)
         d = os.path.dirname(final)
         tmp = None
@@ -333,10 +382,28 @@ class Writer:
                     pass
         return final, dirty + [d]
 
+    def _stage_with(self, key: str, fill) -> tuple[str, list[str]]:
+        tmp = os.path.join(self.root, TMP_MARK + uuid.uuid4().hex)
+        try:
+            fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+            try:
+                fill(fd)
+            finally:
+                os.close(fd)
+        except OSError as e:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+            raise OutputError(f"cannot write {printable(tmp)}: {describe_os_error(e)}") from None
+        with self._mutex:
+            self._staged[key] = Staged(tmp)
+        return "", []
+
     def scratch(self, key: str) -> int:
         """A read-write descriptor of an unnamed file beside ``key``'s output (its space is freed when it is
         closed, even by a crash): where a long file's frames wait before its output is written."""
-        d = os.path.dirname(self.path(key))
+        d = self.root if self.stage else os.path.dirname(self.path(key))
         self._ensure_dir(d)
         try:
             return os.open(d, os.O_TMPFILE | os.O_RDWR, 0o600)
@@ -352,6 +419,8 @@ class Writer:
 
     def remove(self, key: str) -> bool:
         """Remove the output of ``key`` if present (a stale output of a file that now fails)."""
+        if self.stage:
+            return False  # a sharded output has no file of its own: its shard is rewritten
         p = self.path(key)
         try:
             if not stat.S_ISREG(os.lstat(p).st_mode):
