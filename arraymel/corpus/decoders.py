@@ -111,7 +111,7 @@ class _Worker:
     def __init__(self, settings: CorpusSettings, out_root: str, versions_json: str):
         self.settings = settings
         self.cfg = settings.mel
-        self.writer = Writer(out_root)
+        self.writer = Writer(out_root, stage=settings.sharded)  # sharded formats: outputs travel back in the records
         self.versions_json = versions_json
         self.maps: dict[str, tuple[mmap.mmap, np.ndarray]] = {}
         self._maps_lock = threading.Lock()
@@ -216,7 +216,9 @@ class _Worker:
                                  f"{self.settings.memory_per_worker:g} MB, and the {preset.name} preset needs the "
                                  "whole file (its log rule or signal step is not computed block by block): raise "
                                  "--memory-per-worker", self.settings.config_hash, self.versions_json, opened.meta)
-        return stream_file(opened, self.settings, self.writer, self.stream_mel, self.versions_json)
+        record = stream_file(opened, self.settings, self.writer, self.stream_mel, self.versions_json)
+        self.writer.attach([record])
+        return record
 
     # -------------------------------------------------------------- write
     def write(self, segment: str, index_at: int, index_len: int) -> list[FileRecord]:
@@ -250,6 +252,7 @@ class _Worker:
                 shape=tuple(int(s) for s in shape), dtype=dt.name, sha256=sha,
                 config_hash=self.settings.config_hash, versions=self.versions_json, sync_dirs=tuple(dirs)))
         del array, raw
+        self.writer.attach(records)
         return records
 
 
