@@ -721,3 +721,17 @@ def test_decode_processes_shard_a_streamed_long_file(tmp_path):
     got = arraymel.corpus.open(outs["decoders"])
     assert got["long.wav"].shape[-1] > 10000  # the long file is there, whole
     assert not [n for n in os.listdir(outs["decoders"]) if ".arraymel-tmp-" in n], "no staged file left behind"
+
+
+def test_an_engine_that_returns_no_output_stops_the_run_naming_it(small, tmp_path, monkeypatch):
+    """An ok record without its staged output (an engine wired without ``Writer.attach``) stops the run with a
+    message naming the file, before a shard is written without that member."""
+    from arraymel.corpus.storage import Writer
+
+    monkeypatch.setattr(Writer, "attach", lambda self, records: None)
+    root, _, _ = small
+    out = str(tmp_path / "out")
+    rc, _, err = cli(root, out, *MEL, "-q", "--engine", "threads", "--device", "cpu", "--workers", "2",
+                     "--format", "kaldi", "--shard-size", str(SMALL_SHARD))
+    assert rc == 1 and "as done without its output" in err and "nothing of this shard was written" in err, err
+    assert not os.path.exists(os.path.join(out, "kaldi", "feats.scp"))
