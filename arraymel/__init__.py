@@ -18,8 +18,7 @@ from arraymel.core.stft import stft
 from arraymel.core.windows import get_window
 from arraymel.functional import mel_spectrogram
 from arraymel.transforms import MelSpectrogram
-
-__version__ = "0.1.0"
+from arraymel._version import __version__
 
 __all__ = [
     "MelConfig",

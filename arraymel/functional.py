@@ -10,6 +10,7 @@ import numpy as np
 from arraymel import _backend, _dlpack
 from arraymel._config import MelConfig
 from arraymel._numpy import workers as _workers
+from arraymel.core._xp import namespace_name
 from arraymel.core.inputs import as_array, compute_dtype_name, warn_if_channels_last
 
 
@@ -42,20 +43,12 @@ _CACHE = StateCache(maxsize=16)
 
 
 def _state(cfg: MelConfig, plan: _backend.Plan, xp: Any, device: Any, dtype_name: str, cache: StateCache) -> Any:
-    if plan.path == "numpy":
-        from arraymel._numpy.pipeline import NumpyState
-
-        return cache.get((cfg.key, "numpy", None, dtype_name), lambda: NumpyState(cfg, dtype_name))
-    if plan.path == "cupy":
-        from arraymel._cupy.pipeline import CupyState
-
-        return cache.get((cfg.key, "cupy", device, dtype_name, plan.fft),
-                         lambda: CupyState(cfg, dtype_name, device, fft=plan.fft))
-    from arraymel.core._xp import namespace_name
-    from arraymel.core.mel import GenericState
-
-    key = (cfg.key, "generic", namespace_name(xp), str(device), dtype_name)
-    return cache.get(key, lambda: GenericState(cfg, xp, device, dtype_name))
+    """The plan's path's state for (config, namespace, device, dtype, transform), from ``cache`` or built."""
+    info = _backend.PATHS[plan.path]
+    fft = plan.fft if plan.path == "cupy" else None
+    namespace = None if plan.path != "generic" else namespace_name(xp)
+    key = (cfg.key, plan.path, namespace, str(device) if plan.path == "generic" else device, dtype_name, fft)
+    return cache.get(key, lambda: info.build(cfg, dtype_name, xp=xp, device=device, fft=fft))
 
 
 def compute(
