@@ -16,7 +16,8 @@ from arraymel._cupy.chunking import (
     MAX_ELEMS, Problem, RetryLog, default_budget, is_oom_error, min_budget, plan_chunks, run_with_retry,
     work_bytes,
 )
-from arraymel._cupy.params import band_table, mel_launch, mel_params
+from arraymel._cupy.params import mel_launch, mel_params
+from arraymel.core.plan import band_table
 from arraymel._cupy.plans import PlanCache
 from arraymel.core.filterbank import filterbank_host
 
