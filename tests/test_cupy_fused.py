@@ -32,7 +32,8 @@ from arraymel._cupy.fused import (
 )
 from arraymel._cupy.fused_kernels import FUSED_MAX_BUTTERFLIES
 from arraymel._cupy.kernels import BLOCK, SMEM_LIMIT
-from arraymel._cupy.params import decode_key, mel_params
+from arraymel._cupy.params import mel_params
+from kernel_sources import decode_key
 import oracle
 from cuda_cpu import EmuOps, KernelError, build_many, emulated_engine
 from cuda_cpu.scale import ScaleOps

@@ -18,7 +18,8 @@ import pytest
 import oracle
 from arraymel._config import MelConfig
 from arraymel._cupy.engine import Constants, Engine, consts_host
-from arraymel._cupy.params import decode_key, mel_params
+from arraymel._cupy.params import mel_params
+from kernel_sources import decode_key
 from cuda_cpu.scale import ScaleOps
 from spec_bands import assert_spec_close
 

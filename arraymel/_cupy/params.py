@@ -1,8 +1,7 @@
 """What a :class:`~arraymel.MelConfig` means for the GPU kernels, computed once on the host.
 
-Pure NumPy: the window taps, the magnitude mode, the sparse band table of the mel filterbank,
-the launch shape of the mel kernel, and the order-preserving keys of the ``top_db`` maximum
-(with NumPy versions of the device's encoding, used by the emulator and the tests).
+Pure NumPy: the window taps, the magnitude mode, the host plan's band table of the mel filterbank
+(:mod:`arraymel.core.plan`) and the launch shape of the mel kernel.
 """
 
 from __future__ import annotations
@@ -152,31 +151,3 @@ def mel_launch(nbu: int, itemsize: int, frames: int, rows: int = 1, min_blocks: 
             return MelLaunch("am_mel_smem", fpb, stride, smem)
         fpb //= 2
     return MelLaunch("am_mel_direct", 1, stride, 0)
-
-
-# --------------------------------------------------------------------------------------- max keys
-def encode_keys(v: np.ndarray) -> np.ndarray:
-    """NumPy twin of the device's ``to_key``: an unsigned key whose order is the float order; NaN is the largest."""
-    v = np.asarray(v)
-    if v.dtype == np.float32:
-        ut, top = np.uint32, np.uint32(0x80000000)
-    elif v.dtype == np.float64:
-        ut, top = np.uint64, np.uint64(0x8000000000000000)
-    else:
-        raise TypeError(f"keys of {v.dtype}: float32 or float64 only")
-    b = v.view(ut)
-    k = np.where((b & top) != 0, ~b, b | top)
-    return np.where(np.isnan(v), np.iinfo(ut).max, k).astype(ut)
-
-
-def decode_key(k: int | np.integer, dtype_name: str) -> float:
-    """NumPy twin of ``from_key``: the float a key encodes (the all-ones key is NaN)."""
-    if dtype_name == "float32":
-        ut, ft, top = np.uint32, np.float32, 0x80000000
-    else:
-        ut, ft, top = np.uint64, np.float64, 0x8000000000000000
-    k = int(k)
-    if k == int(np.iinfo(ut).max):
-        return ft(np.nan)
-    b = (k & (top - 1)) if (k & top) else (~k & int(np.iinfo(ut).max))
-    return np.array([b], dtype=ut).view(ft)[0]
