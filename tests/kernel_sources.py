@@ -71,3 +71,15 @@ def decode_key(k: int | np.integer, dtype_name: str) -> float:
         return ft(np.nan)
     b = (k & (top - 1)) if (k & top) else (~k & int(np.iinfo(ut).max))
     return np.array([b], dtype=ut).view(ft)[0]
+
+
+def force_layout(state, layout):
+    """Make a :class:`~arraymel._cupy.pipeline.CupyState` compute in ``layout`` (``"inplace"`` or ``"gather"``;
+    None: its own choice), as its engine's ``compute(path=...)`` does for the engine tests."""
+    import functools
+
+    engine = state.engine
+    engine.__dict__.pop("compute", None)
+    if layout is not None:
+        engine.compute = functools.partial(type(engine).compute, engine, path=layout)
+    return state

@@ -18,6 +18,8 @@ import types
 import numpy as np
 import pytest
 
+from kernel_sources import force_layout
+
 import oracle
 from _helpers import assert_db_close
 from arraymel._config import MelConfig
@@ -263,7 +265,7 @@ def test_state_through_raw_addresses(fake_pipeline, params, dtype):
     st = pl.CupyState(MelConfig.create(**params), dtype, 0)
     ref = oracle.mel_spectrogram(x.astype(np.float64), **params)
     for layout in (["gather", "inplace"] if st.params.inplace_ok else ["gather"]):
-        st.force_path = layout
+        force_layout(st, layout)
         for budget in (None, 200_000):
             out = st(cp.asarray(x), max_memory=budget)
             assert isinstance(out, FakeArray) and out.dtype == np.dtype(dtype) and out.shape == ref.shape

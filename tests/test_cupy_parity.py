@@ -21,6 +21,8 @@ import warnings
 import numpy as np
 import pytest
 
+from kernel_sources import force_layout
+
 import arraymel
 import oracle
 from _helpers import assert_db_close, assert_power_close, to_numpy
@@ -95,7 +97,7 @@ class Runner:
             return out, None if plan is None else plan.path
         import cupy
 
-        self.state.force_path = layout
+        force_layout(self.state, layout)
         out = self.state(cupy.asarray(x), max_memory=budget)
         assert isinstance(out, cupy.ndarray)
         return out.get(), self.state.last_call.path

@@ -20,7 +20,7 @@ After the last chunk, when ``top_db`` clips: one ``am_clip_top_db`` over the out
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from arraymel._cupy.chunking import ChunkPlan, Problem, RetryLog, min_budget, plan_chunks, run_with_retry
 from arraymel._cupy.kernels import BLOCK, CLIP_ITEMS, INPUT_CTYPES, PAD_ITEMS, Prepared, Ptr, Unbound
@@ -39,14 +39,6 @@ class FftLayout:
     batch: int
     odist: int
     dtype_name: str
-
-
-class Ops(Protocol):  # pragma: no cover - documentation of the interface
-    def empty(self, shape: int | tuple, dtype_name: str) -> Any: ...
-    def zeros(self, n: int, dtype_name: str) -> Any: ...
-    def launch(self, kernel: str, dtype_name: str, in_dtype_name: str | None, grid: tuple, block: tuple,
-               smem: int, args: tuple) -> None: ...
-    def rfft(self, layout: FftLayout, src: Any, dst: Any) -> None: ...
 
 
 @dataclass

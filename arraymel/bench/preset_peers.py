@@ -29,12 +29,6 @@ REFERENCE_MODULES: dict[str, tuple[str, ...]] = {
 }
 
 
-def preset_of(params: dict[str, Any]) -> Any:
-    import arraymel.presets  # noqa: PLC0415
-
-    return arraymel.presets.get(params["preset"])
-
-
 def _whisper(preset: Any) -> Callable[[np.ndarray], Any]:
     from transformers import WhisperFeatureExtractor  # noqa: PLC0415
 
