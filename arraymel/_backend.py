@@ -16,7 +16,6 @@ imported only when the chosen path is ``"cupy"``.
 
 from __future__ import annotations
 
-import importlib
 import sys
 from dataclasses import dataclass
 from typing import Any
@@ -49,7 +48,29 @@ class PathInfo:
     def build(self, cfg: Any, dtype_name: str, xp: Any = None, device: Any = None, fft: str | None = None) -> Any:
         """A new state of this path for one (config, dtype, namespace, device, transform)."""
         given = {"cfg": cfg, "dtype_name": dtype_name, "xp": xp, "device": device, "fft": fft}
-        return getattr(importlib.import_module(self.module), self.state)(*(given[a] for a in self.args))
+        return _STATE_CLASSES[self.name]()(*(given[a] for a in self.args))
+
+
+def _numpy_state() -> Any:
+    from arraymel._numpy.pipeline import NumpyState
+
+    return NumpyState
+
+
+def _cupy_state() -> Any:
+    from arraymel._cupy.pipeline import CupyState  # imports CuPy
+
+    return CupyState
+
+
+def _generic_state() -> Any:
+    from arraymel.core.mel import GenericState
+
+    return GenericState
+
+
+#: Each path's state class, imported on first use (written out, so that the import checks see them).
+_STATE_CLASSES = {"numpy": _numpy_state, "cupy": _cupy_state, "generic": _generic_state}
 
 
 PATHS: dict[str, PathInfo] = {
@@ -219,3 +240,11 @@ def table() -> list[dict[str, Any]]:
 
     return [{"input": show(r.kinds), "device": show(r.devices), "backend": show(r.backends),
              "path": r.path, "error": None if r.path else r.error} for r in ROUTES]
+
+
+def fused_fallback_reason(cfg: Any, dtype_name: str = "float32") -> str | None:
+    """Why ``backend="cupy-fused"`` computes ``cfg`` with the cuFFT kernels instead (None: the fused kernel
+    computes it). Pure Python: CuPy is not imported."""
+    from arraymel._cupy.fused import fallback_reason
+
+    return fallback_reason(cfg, dtype_name)

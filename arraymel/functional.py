@@ -68,7 +68,8 @@ def compute(
     if _dlpack.is_jax_tracer(x):  # inside jit: constants made now are tracers of this trace; never keep them
         cache = StateCache()
     plan = _backend.choose(x, device=device, backend=backend, output=output)
-    if max_memory is not None and (isinstance(max_memory, bool) or not isinstance(max_memory, (int, np.integer)) or max_memory <= 0):
+    if max_memory is not None and (isinstance(max_memory, bool) or not isinstance(max_memory, (int, np.integer))
+                                   or max_memory <= 0):
         raise ValueError(f"max_memory={max_memory!r} is not allowed: max_memory must be None (automatic) or an int > 0 (bytes).")
     n_workers = _workers.resolve(workers)
     dtype_name = compute_dtype_name(x, xp, cfg.dtype)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
-from array_api_compat import array_namespace, device as xp_device, is_cupy_array
+from array_api_compat import array_namespace, is_cupy_array
+from array_api_compat import device as xp_device
 
 
 def to_numpy(a) -> np.ndarray:

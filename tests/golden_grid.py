@@ -19,7 +19,8 @@ from __future__ import annotations
 import pathlib
 import sys
 import warnings
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 

@@ -12,20 +12,19 @@ from __future__ import annotations
 
 import warnings
 
-import numpy as np
-import pytest
-
 import kernel_sources
-
+import numpy as np
 import oracle
+import pytest
 from _helpers import assert_db_close, assert_power_close
-from arraymel._config import MelConfig
-from arraymel._cupy import kernels
-from arraymel._cupy.chunking import work_bytes
-from kernel_sources import decode_key, encode_keys
 from cuda_cpu import EmuOps, emulated_engine
 from kernel_model import NumpyOps, OutOfBounds
 from kernel_model import emulated_engine as model_engine
+from kernel_sources import decode_key, encode_keys
+
+from arraymel._config import MelConfig
+from arraymel._cupy import kernels
+from arraymel._cupy.chunking import work_bytes
 
 BIG = 2**40
 

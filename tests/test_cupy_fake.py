@@ -16,12 +16,11 @@ import sys
 import types
 
 import numpy as np
+import oracle
 import pytest
-
+from _helpers import assert_db_close
 from kernel_sources import force_layout
 
-import oracle
-from _helpers import assert_db_close
 from arraymel._config import MelConfig
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*mel bands receive no FFT bin:UserWarning")
@@ -93,8 +92,9 @@ class FakeRuntimeError(RuntimeError):
 
 
 def make_fake_cupy(limit_bytes: list) -> types.ModuleType:
-    from arraymel._cupy.engine import FftLayout
     from cuda_cpu import EmuOps
+
+    from arraymel._cupy.engine import FftLayout
 
     cupy = types.ModuleType("cupy")
     cuda = types.ModuleType("cupy.cuda")
@@ -186,8 +186,9 @@ class FakeKernels:
         self.launches = []
 
     def function(self, device_id, kernel, dtype_name, in_dtype_name=None):
-        from arraymel._cupy import kernels
         from cuda_cpu import EmuOps
+
+        from arraymel._cupy import kernels
 
         key = (device_id, kernel, dtype_name, in_dtype_name if kernel in kernels.INPUT_KERNELS else None)
         if key not in self.keys:

@@ -8,15 +8,14 @@ GPU only: every test is marked ``gpu`` and skipped where CuPy finds no device.
 from __future__ import annotations
 
 import numpy as np
+import oracle
 import pytest
-
+from _helpers import assert_db_close, assert_meta
 from kernel_sources import force_layout
+from test_cupy_emulated import _signal
 
 import arraymel
-import oracle
-from _helpers import assert_db_close, assert_meta
 from arraymel._config import MelConfig
-from test_cupy_emulated import _signal
 
 pytestmark = pytest.mark.gpu
 

@@ -8,10 +8,9 @@ generation follows the compiler and the CPU): 1e-9 dB in float64, the float32 ba
 
 from __future__ import annotations
 
+import golden_grid
 import numpy as np
 import pytest
-
-import golden_grid
 from _helpers import assert_db_banded, assert_power_close
 
 GOLDEN = np.load(golden_grid.GOLDEN)

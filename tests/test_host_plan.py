@@ -39,10 +39,11 @@ def test_band_ranges_are_the_nonzero_span_of_each_band(params):
 
 
 def test_every_path_consumes_the_same_plan():
+    import array_api_compat.numpy as xp
+
     from arraymel._cupy.params import mel_params
     from arraymel._numpy.pipeline import NumpyState
     from arraymel.core.mel import GenericState
-    import array_api_compat.numpy as xp
 
     cfg = arraymel.MelConfig.create(fft_length=400, sequence_stride=160, num_mel_bins=80, window="hamming")
     plan = host_plan(cfg, "float32")

@@ -20,9 +20,9 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import kernel_sources
 import pytest
 
-import kernel_sources
 from arraymel._cupy import fused_kernels, kernels
 
 ARCHS = ("sm_80", "sm_90")

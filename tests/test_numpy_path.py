@@ -36,7 +36,8 @@ CONFIGS = {
 
 def _signal(shape, dtype=np.float32):
     x = RNG.standard_normal(shape)
-    x *= np.logspace(0, -3, shape[0] if len(shape) > 1 else 1).reshape(-1, *([1] * (len(shape) - 1)))[: (shape[0] if len(shape) > 1 else 1)] if len(shape) > 1 else 1
+    if len(shape) > 1:
+        x *= np.logspace(0, -3, shape[0]).reshape(-1, *([1] * (len(shape) - 1)))
     return x.astype(dtype)
 
 
@@ -85,7 +86,8 @@ def test_non_contiguous_input():
     assert not x.flags.c_contiguous
     _compare(x, fft_length=256, sequence_stride=100, num_mel_bins=20)
     np.testing.assert_array_equal(arraymel.mel_spectrogram(x, fft_length=256, sequence_stride=100, num_mel_bins=20),
-                                  arraymel.mel_spectrogram(np.ascontiguousarray(x), fft_length=256, sequence_stride=100, num_mel_bins=20))
+                                  arraymel.mel_spectrogram(np.ascontiguousarray(x), fft_length=256, sequence_stride=100,
+                                                           num_mel_bins=20))
     _compare(np.asfortranarray(base), fft_length=256, num_mel_bins=20)
 
 

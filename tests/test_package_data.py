@@ -7,10 +7,10 @@ import pathlib
 import shutil
 import subprocess
 import sys
-import tomllib
 import zipfile
 
 import pytest
+import tomllib
 
 from arraymel._cupy import fused_kernels, kernels
 

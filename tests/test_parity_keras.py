@@ -30,11 +30,11 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
+import oracle
 import pytest
+from _helpers import assert_db_close, assert_meta, assert_power_close, to_numpy
 
 import arraymel
-import oracle
-from _helpers import assert_db_close, assert_meta, assert_power_close, to_numpy
 
 GOLDEN_DIR = Path(__file__).resolve().parent / "keras_goldens"
 META = json.loads((GOLDEN_DIR / "cases.json").read_text())
@@ -144,7 +144,8 @@ def _summary():
     if not RESULTS:
         return
     labels = sorted({label for label, _ in RESULTS})
-    print(f"\n\narraymel vs Keras {META['keras_version']} goldens/live: max |diff| within 80 dB / below (dB), or max relative (power)")
+    print(f"\n\narraymel vs Keras {META['keras_version']} goldens/live: "
+          "max |diff| within 80 dB / below (dB), or max relative (power)")
     width = max(len(n) for n in CASE_NAMES)
     print(f"{'case':{width}s}  " + "  ".join(f"{lab:30s}" for lab in labels))
     for name in CASE_NAMES:

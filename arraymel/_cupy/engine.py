@@ -2,7 +2,8 @@
 
 ``ops`` allocates buffers, launches a named kernel with its packed arguments (checked by
 :func:`arraymel._cupy.kernels.pack_args`; pointers are :class:`~arraymel._cupy.kernels.Ptr`, an
-array plus an element offset) and runs a batched real FFT with a given layout. :class:`arraymel._cupy.pipeline.CupyOps` does this with CuPy (NVRTC kernels, cached
+array plus an element offset) and runs a batched real FFT with a given layout.
+:class:`arraymel._cupy.pipeline.CupyOps` does this with CuPy (NVRTC kernels, cached
 cuFFT plans, the current stream); the tests' ``tests/cuda_cpu`` runs the same kernel text compiled
 with g++ on the CPU, so that every index and layout computed here is tested without a GPU.
 

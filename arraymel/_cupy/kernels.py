@@ -41,8 +41,9 @@ concatenated in :data:`SOURCE_FILES` order; the tests' CPU emulator compiles the
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping
 from importlib import resources
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -187,7 +188,7 @@ class Prepared:
         self._pos = {name: (i, ctype) for i, (ctype, name) in enumerate(declared[kernel])}
         self._ftype = np.dtype(dtype_name).type
 
-    def bind(self, **changes: Any) -> "Prepared":
+    def bind(self, **changes: Any) -> Prepared:
         """A copy with some arguments replaced (what stays fixed for a whole call); :meth:`args` then per launch."""
         new = object.__new__(Prepared)
         new.kernel, new._pos, new._ftype = self.kernel, self._pos, self._ftype

@@ -28,7 +28,7 @@ except ImportError as e:  # pragma: no cover - depends on the installation
 from arraymel._config import MelConfig
 from arraymel._cupy.chunking import default_budget, is_oom_error
 from arraymel._cupy.engine import Constants, Engine, FftLayout, consts_host
-from arraymel._cupy.fused import FusedEngine, framing_unsupported, fused_unsupported, twiddles_host
+from arraymel._cupy.fused import FusedEngine, fallback_reason, twiddles_host
 from arraymel._cupy.fused_kernels import FUSED_KERNEL_CACHE, FUSED_KERNELS
 from arraymel._cupy.kernels import KERNELS, Ptr
 from arraymel._cupy.params import mel_params
@@ -164,8 +164,7 @@ class CupyState:
             self._ready = cupy.cuda.Event(block=False, disable_timing=True)
             self._ready.record()
         self.ops = CupyOps(self.device_id)
-        self.fallback_reason = (framing_unsupported(self.params) or fused_unsupported(cfg.fft_length, dtype_name)
-                                if fft == "fused" else None)
+        self.fallback_reason = fallback_reason(cfg, dtype_name) if fft == "fused" else None
         self.fft_path = "fused" if fft == "fused" and self.fallback_reason is None else "cufft"
         if self.fft_path == "fused":
             with cupy.cuda.Device(self.device_id):

@@ -18,7 +18,8 @@ Every library is imported only when the peer runs.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 

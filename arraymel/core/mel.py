@@ -9,8 +9,6 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from array_api_compat import device as xp_device
-
 from arraymel._config import MelConfig
 from arraymel.core._xp import from_host
 from arraymel.core.db import clip_top_db, db_unclipped
