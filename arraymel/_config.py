@@ -1,7 +1,7 @@
 """The validated mel configuration shared by every backend.
 
 ``MelConfig`` holds the 13 Keras parameters plus arraymel's extensions, checked once
-(SPEC.md's parameter table). Every path (generic, NumPy, CuPy) takes a ``MelConfig`` and
+(the parameters of docs/semantics.md). Every path (generic, NumPy, CuPy) takes a ``MelConfig`` and
 never re-validates; the public functions build one from keyword arguments.
 """
 
@@ -42,7 +42,7 @@ EXTENSION_DEFAULTS: dict[str, Any] = {"top_db_scope": "batch", "dtype": None, "f
 WINDOW_NAMES = ("hann", "hamming")
 TOP_DB_SCOPES = ("batch", "example")
 DTYPES = ("float32", "float64")
-#: "exact": the HTK filterbank evaluated in float64 (SPEC.md); "keras": Keras's float32 evaluation of it,
+#: "exact": the HTK filterbank evaluated in float64 (docs/semantics.md); "keras": Keras's float32 evaluation of it,
 #: operation for operation, for Keras's exact numbers (see :func:`arraymel.core.filterbank.keras_filterbank_host`).
 #: The others are the presets' (:mod:`arraymel.presets`): librosa's triangles linear in Hz on its Slaney or HTK
 #: scale, with or without Slaney's area normalisation ("librosa" is ``librosa.filters.mel``'s default), and Kaldi's.
@@ -146,7 +146,7 @@ def _dtype_name(dtype: Any) -> str | None:
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class MelConfig:
-    """A checked set of mel spectrogram parameters (see SPEC.md).
+    """A checked set of mel spectrogram parameters (see docs/semantics.md).
 
     Build it with :meth:`MelConfig.create`, which validates and resolves defaults
     (as in Keras, a falsy ``sequence_length`` -> ``fft_length``, a falsy ``max_freq`` -> ``int(sampling_rate / 2)``).
@@ -292,7 +292,7 @@ class MelConfig:
         return self.fft_length if self.center else self.sequence_length
 
     def n_frames(self, samples: int) -> int:
-        """The true frame count for ``samples`` input samples (SPEC.md step 3; without centring
+        """The true frame count for ``samples`` input samples (docs/semantics.md step 3; without centring
         ``1 + (samples - sequence_length) // sequence_stride``, as Kaldi's snip_edges)."""
         return 1 + (samples + 2 * self.pad - self.frame_span) // self.sequence_stride
 

@@ -172,10 +172,13 @@ def mel_spectrogram(
         then does not depend on what it was batched with).
     dtype : {None, "float32", "float64"}
         Compute and output dtype; default the input's float dtype (float32 for integer input).
-    filterbank : {"exact", "keras"}, default "exact"
-        ``"exact"``: the filterbank evaluated in float64 (SPEC.md). ``"keras"``: Keras's own float32
-        evaluation of it, operation for operation, which moves band edges (up to 0.87 dB on some
-        configurations); use it to reproduce Keras's numbers, e.g. for a model trained on its layer.
+    filterbank : {"exact", "keras", "librosa", "librosa-nonorm", "librosa-htk", "librosa-htk-nonorm", "kaldi"}
+        ``"exact"`` (default): the HTK filterbank evaluated in float64 (docs/semantics.md). ``"keras"``:
+        Keras's own float32 evaluation of it, operation for operation, which moves band edges (Keras is
+        up to 1.5 dB from the exact value on rare configurations); use it to reproduce Keras's numbers,
+        e.g. for a model trained on its layer. The others are the presets' filterbanks
+        (:mod:`arraymel.presets`): librosa's, on its Slaney or HTK scale, with or without Slaney's area
+        normalisation, and Kaldi's.
     device : {None, "cpu", "cuda", "cuda:N"}
         Where to compute; None computes where ``x`` lives. ``device="cuda"`` computes NumPy input
         on a GPU.

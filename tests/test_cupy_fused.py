@@ -5,7 +5,7 @@
   ``numpy.fft``; the twiddle table; the launch shape's limits; which sizes fall back to cuFFT.
 - The kernel text itself on the CPU emulator of tests/cuda_cpu (guarded buffers, fibers, barriers):
   the engine (:class:`~arraymel._cupy.fused.FusedEngine`) launching ``am_fused_mel`` and the clip,
-  against the float64 oracle (SPEC.md's tolerances by power-equivalent band) on every case of
+  against the float64 oracle (docs/semantics.md's tolerances by power-equivalent band) on every case of
   tests/test_parity_oracle.py whose size the kernel covers, on every supported size in float32 and
   float64 (and against the cuFFT path's kernels on the same emulator), every input type, strided,
   short and empty input, NaN, a schedule-shuffled run; planted bugs (a wrong twiddle, a missing
@@ -61,7 +61,7 @@ EXTRA_SIZES = [384, 600, 20]
 
 
 def assert_spec_close(out, expected, dtype: str, params: dict) -> dict:
-    """SPEC.md's tolerances (tests/spec_bands.py) for a config's output."""
+    """docs/semantics.md's tolerances (tests/spec_bands.py) for a config's output."""
     return spec_bands.assert_spec_close(out, expected, dtype=dtype, power_to_db=params.get("power_to_db", True),
                                         mag_exp=params.get("mag_exp", 2.0))
 

@@ -1,4 +1,4 @@
-"""The tuned NumPy path gives the generic path's answer (SPEC.md tolerances) over a grid of cases."""
+"""The tuned NumPy path gives the generic path's answer (docs/semantics.md tolerances) over a grid of cases."""
 
 from __future__ import annotations
 
@@ -140,7 +140,7 @@ def test_float32_input_is_transformed_in_float32(monkeypatch):
 
 
 def test_float32_fft_is_within_spec_bands_far_below_the_maximum():
-    """A quiet clip beside a loud one (top_db=None): every band of SPEC.md's float32 tolerances holds
+    """A quiet clip beside a loud one (top_db=None): every band of docs/semantics.md's float32 tolerances holds
     against the float64 oracle, down to 100 dB below the maximum."""
     from tests import oracle
     from tests._helpers import assert_db_banded

@@ -1,4 +1,4 @@
-"""Every row of SPEC.md's parameter table: its error (naming parameter, value and what is allowed) or its meaning."""
+"""Every row of the parameters of docs/semantics.md: its error (naming parameter, value and what is allowed) or its meaning."""
 
 from __future__ import annotations
 

@@ -5,7 +5,7 @@ Frames are never materialised for the whole signal. A block is either a tile of 
 shorter than half a block, a group of whole clips (their centred signals gathered, then viewed as
 frames), so that 10,000 clips of 400 samples are some forty blocks, not 10,000. A block's frames
 are multiplied by the window into a per-thread buffer (casting integer or float64 input on the way),
-transformed in the compute dtype (``scipy.fft``: float32 for float32 input, well inside SPEC.md's
+transformed in the compute dtype (``scipy.fft``: float32 for float32 input, well inside docs/semantics.md's
 tolerance bands) and raised to ``|X| ** mag_exp`` into the block's power rows, all at once or, in a
 call with at most one block per thread, in FFT batches that stay in a core's L2 cache
 (:data:`FFT_BATCH_BYTES`); the block is then reduced to mel bands and written into the output
@@ -22,7 +22,7 @@ would never be computed. Each block first reads the extremes of the samples it u
 reductions, cheap next to the transform, and they bring those samples into cache for it): when
 every sample is finite and no power can overflow, nothing non-finite can arise and the banded
 product is exact; otherwise that block uses the dense product over every bin, which is what Keras
-computes (SPEC.md: non-finite handling equals the dense product's). A block's choice depends on
+computes (docs/semantics.md: non-finite handling equals the dense product's). A block's choice depends on
 its own samples only, so a NaN in one clip changes no other clip's numbers (but for the clips
 grouped with it), and the batch-wide ``top_db`` then spreads it as in Keras.
 """

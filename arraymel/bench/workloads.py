@@ -141,7 +141,7 @@ def audio_hours(batch: int, seconds: float) -> float:
 
 
 def frames(params: dict[str, Any], samples: int) -> int:
-    """Frames per clip for ``params`` (SPEC.md step 3; a preset's own count)."""
+    """Frames per clip for ``params`` (docs/semantics.md step 3; a preset's own count)."""
     if "preset" in params:
         from arraymel.presets import PRESETS  # noqa: PLC0415
 

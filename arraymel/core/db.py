@@ -1,4 +1,4 @@
-"""Power to decibels with Keras's floor, reference and ``top_db`` clipping (SPEC.md step 9)."""
+"""Power to decibels with Keras's floor, reference and ``top_db`` clipping (docs/semantics.md step 9)."""
 
 from __future__ import annotations
 

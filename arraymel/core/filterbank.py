@@ -33,7 +33,7 @@ def _warn_empty_bands(weights: np.ndarray, fft_length: int, sampling_rate: float
 
 @lru_cache(maxsize=64)
 def filterbank_host(num_mel_bins: int, fft_length: int, sampling_rate: float, min_freq: float, max_freq: float) -> np.ndarray:
-    """The ``(fft_length // 2 + 1, num_mel_bins)`` float64 filterbank of SPEC.md step 7 (read-only, cached).
+    """The ``(fft_length // 2 + 1, num_mel_bins)`` float64 filterbank of docs/semantics.md step 7 (read-only, cached).
 
     Warns once per configuration when a band receives no FFT bin.
     """
@@ -56,8 +56,8 @@ def keras_filterbank_host(num_mel_bins: int, fft_length: int, sampling_rate: flo
     """The filterbank exactly as Keras 3's ``MelSpectrogram.linear_to_mel_weight_matrix`` computes it on its
     NumPy backend: the same NumPy operations, in the same order, in float32 (read-only, cached).
 
-    Float32 moves band edges: on some configurations (a tone on a band edge, odd sampling rates) the
-    output is up to 0.87 dB from the float64 filterbank. This reproduces Keras's numbers for models trained
+    Float32 moves band edges: on rare configurations (a tone on a band edge, odd sampling rates) the
+    output is up to 1.5 dB from the float64 filterbank (docs/semantics.md). This reproduces Keras's numbers for models trained
     on its layer. The float32 values are returned as float64 (exactly), so that every path casts them to
     its compute dtype as Keras does (its float64 layer multiplies by the same float32 values).
     """
@@ -174,7 +174,7 @@ def mel_filterbank(
 ) -> Any:
     """The mel filterbank that maps ``fft_length // 2 + 1`` power bins to ``num_mel_bins`` bands.
 
-    HTK style as in TensorFlow and Keras: triangles linear in the mel domain, the DC row zero,
+    By default HTK style as in TensorFlow and Keras: triangles linear in the mel domain, the DC row zero,
     no area normalisation. Built in float64 (or as Keras builds it, in float32), returned in
     ``dtype`` (default float64).
 
@@ -182,8 +182,9 @@ def mel_filterbank(
     ----------
     num_mel_bins, fft_length, sampling_rate, min_freq, max_freq :
         As in :func:`arraymel.mel_spectrogram` (falsy ``max_freq`` means ``int(sampling_rate / 2)``).
-    filterbank : {"exact", "keras"}, default "exact"
-        ``"exact"`` evaluates it in float64; ``"keras"`` repeats Keras's float32 evaluation.
+    filterbank : {"exact", "keras", "librosa", "librosa-nonorm", "librosa-htk", "librosa-htk-nonorm", "kaldi"}
+        ``"exact"`` (default) evaluates it in float64; ``"keras"`` repeats Keras's float32 evaluation;
+        the others are the presets' filterbanks (librosa's and Kaldi's, see :mod:`arraymel.presets`).
     xp, device, dtype :
         Namespace (default NumPy), device and dtype of the result.
 

@@ -1,4 +1,4 @@
-"""Input checks shared by every path: shape, dtype, and the compute dtype (SPEC.md step 1)."""
+"""Input checks shared by every path: shape, dtype, and the compute dtype (docs/semantics.md step 1)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The centred short-time Fourier transform (SPEC.md steps 2-5), generic over Array API namespaces."""
+"""The centred short-time Fourier transform (docs/semantics.md steps 2-5), generic over Array API namespaces."""
 
 from __future__ import annotations
 

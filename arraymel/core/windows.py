@@ -43,7 +43,7 @@ def centre_pad(w: np.ndarray, fft_length: int) -> np.ndarray:
 
 
 def window_host(window: Any, sequence_length: int, fft_length: int) -> np.ndarray:
-    """The analysis window of length ``fft_length`` in float64 on the host (SPEC.md step 4).
+    """The analysis window of length ``fft_length`` in float64 on the host (docs/semantics.md step 4).
 
     ``window=None`` is ones over the whole ``fft_length`` (sequence_length is then ignored).
     """
@@ -53,7 +53,7 @@ def window_host(window: Any, sequence_length: int, fft_length: int) -> np.ndarra
 
 
 def config_window(cfg: Any) -> np.ndarray | None:
-    """The ``fft_length`` analysis window of a :class:`~arraymel.MelConfig`: centred in the frame (SPEC.md
+    """The ``fft_length`` analysis window of a :class:`~arraymel.MelConfig`: centred in the frame (docs/semantics.md
     step 4; None for ``window=None``), or, without centring (Kaldi), its ``sequence_length`` samples first
     (ones for ``window=None``) and zeros after them."""
     if cfg.center:
