@@ -26,7 +26,7 @@ def test_readme_quick_start_runs_and_its_comments_are_true():
 @pytest.mark.parametrize("module", ["arraymel", "arraymel.functional", "arraymel.transforms", "arraymel.core.windows",
                                     "arraymel.core.filterbank", "arraymel.core.stft", "arraymel.core.db", "arraymel.plot",
                                     "arraymel.torch", "arraymel._numpy.workers", "arraymel._show_config",
-                                    "arraymel.presets"])
+                                    "arraymel.presets", "arraymel.core.plan"])
 def test_docstring_examples(module):
     mod = importlib.import_module(module)
     result = doctest.testmod(mod, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
