@@ -69,3 +69,21 @@ def test_show_config_shows_the_paths_and_the_table(capsys):
     arraymel.show_config()
     out = capsys.readouterr().out
     assert "paths (backend=auto|generic|numpy|cupy|cupy-fused):" in out and "  generic (any;" in out
+
+
+def test_docs_architecture_shows_the_table_as_it_is():
+    """docs/architecture.md's rows are the table's, in order (input, device, backend, path or error)."""
+    import pathlib
+
+    text = (pathlib.Path(__file__).resolve().parents[1] / "docs" / "architecture.md").read_text()
+    section = text.split("Rows, first match first")[1].split("\n\n")[1]
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in section.splitlines()[2:]]
+    assert len(rows) == len(_backend.ROUTES)
+
+    def cell(sel):
+        return "any" if sel == "*" else ", ".join("None" if v is None else v for v in sel)
+
+    for (kinds, devices, backends, path), r in zip(rows, _backend.ROUTES):
+        assert (kinds, devices) == (cell(r.kinds), cell(r.devices))
+        assert backends == cell(r.backends) or (backends == "any other" and r.backends == "*")
+        assert path == r.path if r.path else path.startswith("error")
