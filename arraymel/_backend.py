@@ -5,7 +5,7 @@ Three paths (:data:`PATHS`): ``"numpy"`` (the tuned CPU path, :mod:`arraymel._nu
 GPU path, :mod:`arraymel._cupy`; cuFFT, or the fused kernel for ``backend="cupy-fused"``) and
 ``"generic"`` (:mod:`arraymel.core`, any Array API namespace). :data:`ROUTES` maps (input kind, device,
 ``backend=``) to a path, first matching row first; a row without a path is an error, and its message
-is the table's. Adding a backend is one :data:`PATHS` entry (its module and state class), one
+is the table's. Adding a backend is one :data:`PATHS` entry (its module, with the loader of its state class), one
 :data:`BACKENDS` entry and its rows.
 
 Input kinds: ``"numpy"``, ``"cupy"``, ``"tensor-cpu"`` and ``"tensor-cuda"`` (a torch or JAX tensor
@@ -17,6 +17,7 @@ imported only when the chosen path is ``"cupy"``.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,13 +43,16 @@ class PathInfo:
     #: What ``max_memory=`` bounds.
     max_memory: str
     summary: str
+    #: Imports and returns the state class (on first use: CuPy only for the GPU path; written out as
+    #: imports, so that the import contracts see them).
+    load: Callable[[], Any]
     #: The state's constructor arguments, by name, from ``cfg``, ``dtype_name``, ``xp``, ``device``, ``fft``.
     args: tuple[str, ...] = ("cfg", "dtype_name")
 
     def build(self, cfg: Any, dtype_name: str, xp: Any = None, device: Any = None, fft: str | None = None) -> Any:
         """A new state of this path for one (config, dtype, namespace, device, transform)."""
         given = {"cfg": cfg, "dtype_name": dtype_name, "xp": xp, "device": device, "fft": fft}
-        return _STATE_CLASSES[self.name]()(*(given[a] for a in self.args))
+        return self.load()(*(given[a] for a in self.args))
 
 
 def _numpy_state() -> Any:
@@ -69,19 +73,16 @@ def _generic_state() -> Any:
     return GenericState
 
 
-#: Each path's state class, imported on first use (written out, so that the import checks see them).
-_STATE_CLASSES = {"numpy": _numpy_state, "cupy": _cupy_state, "generic": _generic_state}
-
-
 PATHS: dict[str, PathInfo] = {
     "numpy": PathInfo("numpy", "arraymel._numpy.pipeline", "NumpyState", "cpu", ("pocketfft",), True,
-                      "each thread's block of frames", "tuned CPU path: blocks of frames on worker threads, banded mel"),
+                      "each thread's block of frames", "tuned CPU path: blocks of frames on worker threads, banded mel",
+                      _numpy_state),
     "cupy": PathInfo("cupy", "arraymel._cupy.pipeline", "CupyState", "cuda", ("cufft", "fused"), False,
                      "the chunk work area on the GPU (the fused kernel has none)",
-                     "GPU path: CUDA kernels around cuFFT, or one fused kernel",
+                     "GPU path: CUDA kernels around cuFFT, or one fused kernel", _cupy_state,
                      ("cfg", "dtype_name", "device", "fft")),
     "generic": PathInfo("generic", "arraymel.core.mel", "GenericState", "any", ("xp.fft",), False,
-                        "a block of frames and its spectrum", "reference path on any Array API namespace",
+                        "a block of frames and its spectrum", "reference path on any Array API namespace", _generic_state,
                         ("cfg", "xp", "device", "dtype_name")),
 }
 
