@@ -74,7 +74,7 @@ class Engine:
     def plan(self, batch: int, samples: int, budget: int, path: str | None = None) -> ChunkPlan:
         prob = self.problem(batch, samples)
         plan = plan_chunks(prob, budget)
-        if path is not None and path != plan.path:  # tests force a layout
+        if path is not None and path != plan.path:  # a layout asked for (the engine tests run both)
             if path == "inplace" and not prob.inplace_ok:
                 raise ValueError("the pitched (in-place FFT) layout needs window=None or a named window over the whole frame")
             from arraymel._cupy.chunking import _plan_path
