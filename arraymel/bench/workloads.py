@@ -106,7 +106,8 @@ def load_config_file(path: str) -> dict[str, Any]:
         raw = raw["config"]
     unknown = set(raw) - set(KERAS_PARAMS) - set(EXTRA_KEYS) - {"name", "trainable", "dtype", "autocast", "dtype_policy"}
     if unknown:
-        raise ValueError(f"{path}: unknown parameter(s) {sorted(unknown)}; the parameters are {list(KERAS_PARAMS) + list(EXTRA_KEYS)}.")
+        raise ValueError(f"{path}: unknown parameter(s) {sorted(unknown)}; "
+                         f"the parameters are {list(KERAS_PARAMS) + list(EXTRA_KEYS)}.")
     return {**KERAS_PARAMS, **{k: v for k, v in raw.items() if k in KERAS_PARAMS or k in EXTRA_KEYS}}
 
 
