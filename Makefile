@@ -25,7 +25,7 @@ test: $(VENV)/.stamp-test
 # The import contracts (pyproject.toml [tool.importlinter]) and ruff; `make test` runs them too (tests/test_lint.py).
 lint: $(VENV)/.stamp-test
 	$(VENV)/bin/lint-imports
-	$(VENV)/bin/ruff check arraymel tests benchmarks
+	$(VENV)/bin/ruff check arraymel tests benchmarks docs
 
 bench: $(VENV)/.stamp-bench
 	$(PY) -m pytest benchmarks --benchmark-enable --benchmark-only --benchmark-columns=min,median,max,rounds --benchmark-sort=name

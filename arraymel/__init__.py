@@ -10,8 +10,8 @@ path on the GPU, chosen at run time. Importing this package imports neither CuPy
 """
 
 from arraymel._config import MelConfig
-from arraymel._threads import get_workers, set_workers
 from arraymel._show_config import show_config
+from arraymel._threads import get_workers, set_workers
 from arraymel._version import __version__
 from arraymel.core.db import power_to_db
 from arraymel.core.filterbank import mel_filterbank

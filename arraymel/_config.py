@@ -207,7 +207,7 @@ class MelConfig:
     given: dict = dataclasses.field(repr=False)
 
     @classmethod
-    def create(cls, **kwargs: Any) -> "MelConfig":
+    def create(cls, **kwargs: Any) -> MelConfig:
         """Validate parameters and resolve their defaults.
 
         Parameters
@@ -421,7 +421,7 @@ class MelConfig:
             self.top_db_scope, self.filterbank, self.center, self.pad_mode, self.frame_step,
         )
 
-    def replace(self, **changes: Any) -> "MelConfig":
+    def replace(self, **changes: Any) -> MelConfig:
         """A new validated config with some parameters changed.
 
         Parameters

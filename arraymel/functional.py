@@ -7,9 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from arraymel import _backend, _dlpack
+from arraymel import _backend, _dlpack, _threads
 from arraymel._config import MelConfig
-from arraymel import _threads
 from arraymel.core._xp import namespace_name
 from arraymel.core.inputs import as_array, compute_dtype_name, warn_if_channels_last
 

@@ -227,7 +227,7 @@ class MelSpectrogram:
         return cfg
 
     @classmethod
-    def from_config(cls, config: dict[str, Any]) -> "MelSpectrogram":
+    def from_config(cls, config: dict[str, Any]) -> MelSpectrogram:
         """Rebuild from :meth:`arraymel.MelSpectrogram.get_config`'s dict or from a Keras ``MelSpectrogram`` config.
 
         Parameters

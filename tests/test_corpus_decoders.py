@@ -113,8 +113,8 @@ def _small_tree(root, names):
 def _planted_run(plant: str, arg: str, in_dir: str, out_dir: str) -> int:
     """``arraymel corpus IN OUT`` (decoders) in a fresh interpreter (one thread: its decode processes are
     forked and inherit the planted function) with ``plant`` (a function of this module) installed."""
-    code = ("import sys, test_corpus_decoders as t; t.%s(%r); from arraymel.cli import main; "
-            "sys.exit(main(['corpus', %r, %r, *t.MEL, *t.DEC, '-q']))" % (plant, arg, in_dir, out_dir))
+    code = (f"import sys, test_corpus_decoders as t; t.{plant}({arg!r}); from arraymel.cli import main; "
+            f"sys.exit(main(['corpus', {in_dir!r}, {out_dir!r}, *t.MEL, *t.DEC, '-q']))")
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, os.path.join(ROOT, "tests"),
                                                        os.environ.get("PYTHONPATH", "")]))
     proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, env=env, stdout=subprocess.PIPE,
@@ -157,7 +157,8 @@ def test_a_sigkilled_decoder_is_replaced_and_its_files_retried_once(tmp_path, al
     r = rows(str(tmp_path / "out"))
     assert len(r) == 20
     others = [k for k in r if "KILL" not in k]
-    assert all(r[k]["status"] == "ok" for k in others), {k: r[k]["error"] for k in others if r[k]["error"]}  # its task's files too
+    # its task's files too
+    assert all(r[k]["status"] == "ok" for k in others), {k: r[k]["error"] for k in others if r[k]["error"]}
     run = last_run(str(tmp_path / "out"))
     if always:
         assert rc == 2 and run["failed"] == 1
@@ -246,7 +247,7 @@ def test_the_stand_in_device(slow_tree, tmp_path):
     assert rc == 0 and "stand-in:50 (1 decode processes + a writer process)" in stdout
     r = rows(str(tmp_path / "out"))
     assert len(r) == 60
-    for k, row in r.items():
+    for _k, row in r.items():
         a = np.load(os.path.join(str(tmp_path / "out"), row["output"]))
         assert a.shape == (cd.MEL["num_mel_bins"], 1 + 16000 // 512) and a.dtype == np.float32 and not a.any()
 

@@ -11,10 +11,10 @@ import math
 
 import numpy as np
 import pytest
+from presets_signal import speechlike
 
 import arraymel
 import arraymel.presets as presets
-from presets_signal import speechlike
 
 BACKENDS = ("numpy", "generic")
 TOL = 1e-3

@@ -43,8 +43,6 @@ from arraymel._numpy.fft import rfft_impl
 from arraymel._numpy.memory import empty_aligned
 from arraymel._numpy.windowing import window_into
 from arraymel._threads import cpu_count, resolve, run_parallel
-from arraymel.core.db import reference_db
-from arraymel.core.filterbank import config_filterbank
 from arraymel.core.framing import padded_take
 from arraymel.core.plan import host_plan
 

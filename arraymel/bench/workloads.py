@@ -25,10 +25,10 @@ from typing import Any
 
 import numpy as np
 
-from arraymel._config import KERAS_DEFAULTS
+import arraymel
 
 #: Keras 3 ``MelSpectrogram`` defaults (what ``config="keras"`` means), in Keras's order.
-KERAS_PARAMS: dict[str, Any] = dict(KERAS_DEFAULTS)
+KERAS_PARAMS: dict[str, Any] = arraymel.MelSpectrogram().get_config()
 
 #: Parameters a workload may set beyond Keras's 13 (arraymel's extension; peers honour it or skip).
 EXTRA_KEYS = ("top_db_scope",)

@@ -49,8 +49,9 @@ import selectors
 import signal
 import threading
 import time
+from collections.abc import Iterable, Iterator
 from multiprocessing import shared_memory
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 import numpy as np
 

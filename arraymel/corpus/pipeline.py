@@ -20,11 +20,11 @@ import json
 import queue
 import threading
 import time
-from typing import Iterable, Iterator
+from collections.abc import Iterable, Iterator
 
 from arraymel.corpus.batching import Bucketer, batch_limits
 from arraymel.corpus.compute import Computer
-from arraymel.corpus.decode import DecodeFailure, Decoded
+from arraymel.corpus.decode import Decoded, DecodeFailure
 from arraymel.corpus.discover import Source
 from arraymel.corpus.manifest import FileRecord
 from arraymel.corpus.settings import CorpusSettings, versions

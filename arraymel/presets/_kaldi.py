@@ -19,8 +19,18 @@ from array_api_compat import device as xp_device
 from arraymel._config import KALDI_PREEMPHASIS
 from arraymel.core.framing import index_dtype
 from arraymel.presets._common import (
-    FRAME_BLOCK, Preset, check_bool, check_int, check_real, choice, float_signal, make_config, one_of_aliases, refuse,
-    seeded_noise, to_namespace,
+    FRAME_BLOCK,
+    Preset,
+    check_bool,
+    check_int,
+    check_real,
+    choice,
+    float_signal,
+    make_config,
+    one_of_aliases,
+    refuse,
+    seeded_noise,
+    to_namespace,
 )
 
 #: Kaldi's floor of the energy and of the mel energies before the logarithm: ``FLT_EPSILON``.

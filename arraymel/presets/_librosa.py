@@ -5,13 +5,24 @@ from __future__ import annotations
 import functools
 import math
 import numbers
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
 from arraymel.presets._common import (
-    Preset, check_bool, check_float_finite, check_int, check_real, choice, db, frames_after_padding, make_config,
-    pad_signal, per_example_max, refuse,
+    Preset,
+    check_bool,
+    check_float_finite,
+    check_int,
+    check_real,
+    choice,
+    db,
+    frames_after_padding,
+    make_config,
+    pad_signal,
+    per_example_max,
+    refuse,
 )
 
 #: librosa.stft's pad modes with center=True (it refuses wrap, maximum, mean, median and minimum).

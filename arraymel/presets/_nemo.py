@@ -9,7 +9,15 @@ import numpy as np
 
 from arraymel.core.log_rules import nemo_log_normalised
 from arraymel.presets._common import (
-    Preset, check_int, check_real, float_signal, make_config, preemphasis as _preemphasis, refuse,
+    Preset,
+    check_int,
+    check_real,
+    float_signal,
+    make_config,
+    refuse,
+)
+from arraymel.presets._common import (
+    preemphasis as _preemphasis,
 )
 
 

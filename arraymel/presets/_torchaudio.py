@@ -8,7 +8,16 @@ from typing import Any
 import numpy as np
 
 from arraymel.presets._common import (
-    Preset, check_bool, check_int, check_real, choice, db, frames_after_padding, make_config, pad_signal, refuse,
+    Preset,
+    check_bool,
+    check_int,
+    check_real,
+    choice,
+    db,
+    frames_after_padding,
+    make_config,
+    pad_signal,
+    refuse,
 )
 
 #: torch.stft's pad modes (``torch.nn.functional.pad``) and NumPy's names for them.

@@ -7,7 +7,14 @@ from typing import Any
 
 from arraymel.core.log_rules import whisper_log
 from arraymel.presets._common import (
-    Preset, check_bool, check_int, check_real, float_signal, make_config, pad_signal, refuse,
+    Preset,
+    check_bool,
+    check_int,
+    check_real,
+    float_signal,
+    make_config,
+    pad_signal,
+    refuse,
     seeded_noise,
 )
 
