@@ -119,12 +119,7 @@ def show_config(mode: str = "stdout") -> dict[str, Any] | None:
     Parameters
     ----------
     mode : {"stdout", "dicts"}, default "stdout"
-        ``"stdout"`` prints it; ``"dicts"`` returns it as a dict (as ``numpy.show_config``).
-
-    Parameters
-    ----------
-    mode : {"stdout", "dicts"}, default "stdout"
-        Print a summary, or return the information as a dict.
+        ``"stdout"`` prints a summary; ``"dicts"`` returns it as a dict (as ``numpy.show_config``).
 
     Returns
     -------
