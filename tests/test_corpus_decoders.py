@@ -272,3 +272,101 @@ def test_the_stand_in_models_the_device_time():
     outs = [c.collect(p) for p in pend]
     assert time.perf_counter() - t >= 0.05 and c.device_seconds == pytest.approx(0.05)
     assert outs[0][0].array.shape == (16, 1 + 57600 // 512)
+
+
+class _FakeCupy:
+    """Just enough of CuPy for :meth:`Computer._launch_cuda`, with CuPy's pool rule: a device array's memory
+    returns to the pool when the array is freed, whatever work other streams still have queued on it."""
+
+    float32 = np.float32
+
+    def __init__(self):
+        import types
+        import weakref
+
+        self.inputs: list = []  # weakrefs to the device arrays the batches are copied into
+        self._weakref = weakref
+        fake = self
+
+        class Array:
+            def __init__(self, shape, dtype):
+                self.shape, self.dtype = tuple(shape), np.dtype(dtype)
+                self.size = int(np.prod(self.shape))
+                self.data = np.zeros(self.shape, self.dtype)
+
+            def set(self, host, stream=None):
+                self.data[...] = host
+
+            def get(self, stream=None, out=None, blocking=True):
+                if out is None:
+                    return self.data.copy()
+                out[...] = self.data
+                return out
+
+        class Event:
+            def synchronize(self):
+                pass
+
+        class Stream:
+            def __init__(self, non_blocking=False):
+                pass
+
+            def record(self):
+                return Event()
+
+            def wait_event(self, event):
+                pass
+
+            def __enter__(self):
+                return self
+
+            def __exit__(self, *exc):
+                return False
+
+        class Device(Stream):
+            def __init__(self, index):
+                pass
+
+        def alloc_pinned_memory(nbytes):
+            raise RuntimeError("no pinned memory here")
+
+        self.Array = Array
+        self.cuda = types.SimpleNamespace(Device=Device, Stream=Stream, alloc_pinned_memory=alloc_pinned_memory,
+                                          get_elapsed_time=lambda a, b: 0.0)
+
+        def empty(shape, dtype=np.float32):
+            a = Array(shape, dtype)
+            fake.inputs.append(weakref.ref(a))
+            return a
+
+        self.empty = empty
+
+
+def test_the_device_input_of_a_launched_batch_lives_until_it_is_collected(monkeypatch):
+    """The compute thread launches batch n+1 before it collects batch n. CuPy's pool hands the memory of a freed
+    array to the next allocation at once, ordered only on the stream it was allocated on: had the device input
+    been freed when ``launch`` returned, the next batch's host-to-device copy (on the copy stream) could
+    overwrite it while batch n's kernels (on the compute stream) still read it."""
+    from arraymel.corpus.batching import Batch
+    from arraymel.corpus.compute import Computer
+    from arraymel.corpus.decode import Decoded
+    from arraymel.corpus.discover import Source
+    from arraymel.corpus.settings import CorpusSettings
+
+    fake = _FakeCupy()
+    monkeypatch.setitem(sys.modules, "cupy", fake)
+    settings = CorpusSettings.create({"num_mel_bins": 16})
+    c = Computer(settings, device="cuda:0")
+    c.mel = lambda x, output=None: fake.Array((x.shape[0], 16, 1 + x.shape[1] // 512), np.float32)
+    item = Decoded(source=Source("k", "k", 0, 0), audio=np.zeros((1, 4096), np.float32), sampling_rate=16000.0,
+                   channels=1, samples=4096, size=0, mtime_ns=0)
+    batch = Batch(length=4096, items=[item])
+    x = np.ones((1, 4096), np.float32)
+    pending = c.launch(batch, x)
+    assert pending[0] == "cuda", "the asynchronous path was not taken"
+    inputs = [r for r in fake.inputs if r() is not None and r().shape == x.shape]
+    assert len(inputs) == 1, "the device input was freed before its batch was collected"
+    out = c.collect(pending)
+    assert out[0].array.shape == (16, 1 + 4096 // 512)
+    del pending, inputs
+    assert all(r() is None for r in fake.inputs), "the device input outlived its batch"

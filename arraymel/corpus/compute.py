@@ -178,8 +178,8 @@ class Computer:
     def collect(self, pending) -> list[Computed]:
         if pending[0] == "done":
             return pending[1]
-        _, batch, out_host, start, done = pending
-        done.synchronize()
+        _, batch, out_host, start, done, _x = pending
+        done.synchronize()  # only now may the device input ``_x`` go back to the pool
         import cupy
 
         self.device_seconds += cupy.cuda.get_elapsed_time(start, done) / 1e3
@@ -212,7 +212,10 @@ class Computer:
                         y.get(stream=compute, out=out)
                 else:
                     out = y.get(stream=compute)
-                return ("cuda", batch, out, start, compute.record())
+                # x is kept until collect(): freed here, CuPy's pool would give its memory to the next batch's
+                # input at once, and that batch's copy (copy stream) could overwrite it while this batch's
+                # kernels (compute stream) still read it
+                return ("cuda", batch, out, start, compute.record(), x)
         except Exception as e:  # noqa: BLE001 - e.g. out of memory: the synchronous path splits the batch
             if is_out_of_memory(e):
                 _free_gpu_memory()
