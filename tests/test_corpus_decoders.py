@@ -370,3 +370,30 @@ def test_the_device_input_of_a_launched_batch_lives_until_it_is_collected(monkey
     assert out[0].array.shape == (16, 1 + 4096 // 512)
     del pending, inputs
     assert all(r() is None for r in fake.inputs), "the device input outlived its batch"
+
+
+def test_a_decode_process_does_not_keep_removed_output_segments_mapped(tmp_path):
+    """The driver replaces output segments now and then (it keeps the largest few); a process that kept its
+    mapping of each removed one would keep its memory allocated (an unlinked segment lives while mapped)."""
+    from multiprocessing import shared_memory
+
+    from arraymel.corpus.settings import CorpusSettings
+
+    w = decoders._Worker(CorpusSettings.create({"num_mel_bins": 16}), str(tmp_path), "{}")
+    tag = f"{decoders.SHM_PREFIX}{os.getpid()}-test-"
+    slot = shared_memory.SharedMemory(name=tag + "slot", create=True, size=1 << 16)
+    try:
+        w.segment(slot.name)
+        for i in range(40):  # each output segment written once, then removed by the driver
+            seg = shared_memory.SharedMemory(name=f"{tag}{i}", create=True, size=1 << 20)
+            w.segment(seg.name, "output")[:] = 1
+            seg.close()
+            seg.unlink()
+        with open("/proc/self/maps") as f:
+            removed = {line.split()[-2] for line in f if tag in line and line.rstrip().endswith("(deleted)")}
+        assert len(removed) <= 2 * decoders.OUTPUT_SEGMENTS, f"{len(removed)} removed segments still mapped"
+        assert slot.name in w.maps["slot"], "an input slot's mapping was dropped"
+    finally:
+        w.maps = {"slot": {}, "output": {}}
+        slot.close()
+        slot.unlink()

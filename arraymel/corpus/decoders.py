@@ -113,20 +113,24 @@ class _Worker:
         self.cfg = settings.mel
         self.writer = Writer(out_root)
         self.versions_json = versions_json
-        self.maps: dict[str, tuple[mmap.mmap, np.ndarray]] = {}
+        #: mappings by kind: "slot" (the driver's fixed input slots) and "output" (output segments, which the
+        #: driver replaces now and then: a mapping kept of a removed segment keeps its memory allocated)
+        self.maps: dict[str, dict[str, tuple[mmap.mmap, np.ndarray]]] = {"slot": {}, "output": {}}
         self._maps_lock = threading.Lock()
         self._mel = None
 
-    def segment(self, name: str) -> np.ndarray:
-        """The mapping of the driver's segment ``name`` (kept: slots and output segments are reused; the oldest
-        mappings beyond 64 are dropped, those of segments the driver has since removed among them)."""
+    def segment(self, name: str, kind: str = "slot") -> np.ndarray:
+        """The mapping of the driver's segment ``name`` (kept: slots and output segments are reused). Of the
+        output segments only the :data:`OUTPUT_MAPPINGS` most recently used stay mapped, so that the memory of
+        one the driver has removed is freed soon; the input slots live as long as the run."""
         with self._maps_lock:
-            got = self.maps.pop(name, None)
+            maps = self.maps[kind]
+            got = maps.pop(name, None)
             if got is None:
                 got = _attach(name)
-            self.maps[name] = got  # most recently used last
-            while len(self.maps) > 64:
-                self.maps.pop(next(iter(self.maps)))
+            maps[name] = got  # most recently used last
+            while len(maps) > (OUTPUT_MAPPINGS if kind == "output" else 64):
+                maps.pop(next(iter(maps)))
             return got[1]
 
     def stream_mel(self, y):
@@ -226,7 +230,7 @@ class _Worker:
 
         from arraymel.corpus.pipeline import failed_record
 
-        raw = self.segment(segment)
+        raw = self.segment(segment, "output")
         files = pickle.loads(raw[index_at:index_at + index_len])
         records = []
         array = None
@@ -255,6 +259,8 @@ class _Worker:
 
 #: Output segments kept for reuse once their outputs are written.
 OUTPUT_SEGMENTS = 6
+#: Output segments a process keeps mapped: those the driver keeps, and those of the write tasks it may hold.
+OUTPUT_MAPPINGS = 2 * OUTPUT_SEGMENTS
 #: Write tasks the writer process may hold before the decode processes take the next ones.
 WRITER_QUEUE = 8
 #: Tries of a write task whose process died.
