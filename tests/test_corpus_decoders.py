@@ -304,6 +304,9 @@ class _FakeCupy:
                 return out
 
         class Event:
+            def __init__(self, stream=None):
+                self.stream = stream
+
             def synchronize(self):
                 pass
 
@@ -312,7 +315,7 @@ class _FakeCupy:
                 pass
 
             def record(self):
-                return Event()
+                return Event(self)
 
             def wait_event(self, event):
                 pass
@@ -366,6 +369,9 @@ def test_the_device_input_of_a_launched_batch_lives_until_it_is_collected(monkey
     assert pending[0] == "cuda", "the asynchronous path was not taken"
     inputs = [r for r in fake.inputs if r() is not None and r().shape == x.shape]
     assert len(inputs) == 1, "the device input was freed before its batch was collected"
+    start, done = pending[3], pending[4]
+    assert start.stream is done.stream, ("the batch's device time must be timed on the compute stream: an event on "
+                                         "the copy stream fires while the previous batch still computes")
     out = c.collect(pending)
     assert out[0].array.shape == (16, 1 + 4096 // 512)
     del pending, inputs

@@ -198,10 +198,13 @@ class Computer:
                 if getattr(self, "_streams", None) is None:
                     self._streams = (cupy.cuda.Stream(non_blocking=True), cupy.cuda.Stream(non_blocking=True))
                 copy, compute = self._streams
-                start = copy.record()
                 x = cupy.empty(batch_input.shape, dtype=cupy.float32)
                 x.set(batch_input, stream=copy)
                 compute.wait_event(copy.record())
+                # the device time starts on the compute stream, once the copy and the previous batch are done: an
+                # event on the copy stream would fire while the previous batch still computes, and the batches'
+                # intervals would overlap (device_seconds, the busy fraction, counted twice)
+                start = compute.record()
                 with compute:
                     y = self.mel(x, output="device")
                 if y.dtype == cupy.float32:  # into pinned memory, without waiting (CuPy >= 13: blocking=False)
