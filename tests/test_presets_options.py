@@ -470,8 +470,6 @@ def test_kaldi_dither():
 
 
 def test_kaldi_refuses_what_kaldi_refuses():
-    import kaldi_native_fbank as knf
-
     x = speechlike(4000, 16000)
     for opts, match in (({"num_mel_bins": 200}, "receive no FFT bin"), ({"high_freq": 9000.0}, "Nyquist"),
                         ({"low_freq": 8000.0}, "Nyquist"), ({"num_mel_bins": 2}, "at least 3")):
@@ -480,7 +478,32 @@ def test_kaldi_refuses_what_kaldi_refuses():
         if opts.get("num_mel_bins") != 2:  # (kaldi-native-fbank aborts on this one instead of raising)
             with pytest.raises(Exception):
                 kaldi_native(x, opts)
-    assert isinstance(knf.FbankOptions(), knf.FbankOptions)
+
+
+@pytest.mark.parametrize("snip, short", [(True, 399), (False, 79)])
+def test_kaldi_refuses_a_signal_kaldi_gives_no_frame(snip, short):
+    """At the boundary, both ways of framing: one sample fewer and Kaldi returns no frame (the preset refuses it with
+    the option and the length it needs), one more and both give one frame."""
+    import kaldi_native_fbank as knf
+
+    x = speechlike(short + 1, 16000, seed=4) * 32768
+    o = knf.FbankOptions()
+    o.frame_opts.dither, o.frame_opts.snip_edges = 0.0, snip
+    fb = knf.OnlineFbank(o)
+    fb.accept_waveform(16000, x[:short].tolist())
+    fb.input_finished()
+    assert fb.num_frames_ready == 0
+    with pytest.raises(ValueError, match=rf"kaldi: x has {short} samples: with snip_edges={snip}.*at least {short + 1} "):
+        presets.kaldi(snip_edges=snip)(x[:short])
+    ref = kaldi_native(x, {"snip_edges": snip})
+    assert ref.shape[1] == 1
+    np.testing.assert_allclose(presets.kaldi(snip_edges=snip)(x), ref, rtol=0, atol=1e-3)
+
+
+def test_an_empty_signal_is_refused_saying_why():
+    with pytest.raises(ValueError, match=r"librosa: x has 0 samples: there is no signal to transform, so at least 1 "
+                                         r"sample is needed\.$"):
+        presets.librosa()(np.zeros(0, np.float32))
 
 
 # ----------------------------------------------------------------------------------------------- refusals

@@ -73,8 +73,8 @@ class Preset:
     framer: Any = None
     #: ``samples -> samples`` after the signal step (None: unchanged).
     step_length: Callable[[int], int] | None = None
-    #: The fewest samples the reference takes, and why (checked before the pipeline and again in :meth:`finish`,
-    #: so that ``arraymel corpus`` fails such a file alone).
+    #: The fewest samples the preset takes, and why, saying what the reference does (checked before the pipeline and
+    #: again in :meth:`finish`, so that ``arraymel corpus`` fails such a file alone).
     min_samples: int = 1
     min_reason: str = ""
     #: The options behind ``step_length`` (for :attr:`corpus_unsupported`'s message).
@@ -132,8 +132,9 @@ class Preset:
     def check_length(self, samples: int) -> None:
         """A ValueError when the reference refuses a signal of ``samples`` samples."""
         if samples < self.min_samples:
-            raise ValueError(f"arraymel.presets.{self.name}: x has {samples} samples: {self.min_reason}, so at least "
-                             f"{self.min_samples} samples (the reference raises too).")
+            reason = self.min_reason or "there is no signal to transform"
+            raise ValueError(f"arraymel.presets.{self.name}: x has {samples} samples: {reason}, so at least "
+                             f"{self.min_samples} {'samples are' if self.min_samples > 1 else 'sample is'} needed.")
 
     def prepare(self, x: Any) -> Any:
         """The signal the pipeline takes: ``x`` after the preset's signal step (in ``x``'s namespace); for a

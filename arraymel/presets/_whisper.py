@@ -115,4 +115,4 @@ def whisper(n_mels: int = 80, *, feature_size: int | None = None, sampling_rate:
                   step_why=f"pad_or_trim={pad_or_trim!r}, padding={padding}" if length else "",
                   min_samples=1 if chunk is not None else max(1, n_fft // 2 + 1 - padding),
                   min_reason=f"the STFT (torch.stft, centred) reflect-pads n_fft // 2 = {n_fft // 2} samples on each "
-                             f"side of the signal and its {padding} padding zeros, which needs more than that")
+                             f"side of the signal and its {padding} padding zeros, which needs more than that (torch.stft raises too)")
