@@ -59,6 +59,7 @@ from arraymel.corpus.compute import Computed, Computer
 from arraymel.corpus.decode import Decoded, DecodeFailure, open_audio, read_whole
 from arraymel.corpus.discover import Source
 from arraymel.corpus.manifest import FileRecord
+from arraymel.corpus.pipeline import Pipeline
 from arraymel.corpus.settings import CorpusSettings, versions
 from arraymel.corpus.storage import OutputError, OutputPathError, Writer, output_rel, serialize
 
@@ -66,8 +67,6 @@ from arraymel.corpus.storage import OutputError, OutputPathError, Writer, output
 SHM_PREFIX = "arraymel-"
 #: Files per decode task (a task's files share one slot and one message each way).
 TASK_FILES = 8
-#: How often (seconds) finished records are handed to the caller for a commit.
-COMMIT_INTERVAL = 0.5
 
 
 def default_decode_workers() -> int:
@@ -731,18 +730,7 @@ class DecoderEngine:
                     yield group
         self._release(batch.items)
 
-    def _take(self, force: bool, last: list) -> list[FileRecord]:
-        if not force and time.monotonic() - last[0] < COMMIT_INTERVAL:
-            return []
-        out = []
-        while True:
-            try:
-                out.append(self._results.get_nowait())
-            except queue.Empty:
-                break
-        if out:
-            last[0] = time.monotonic()
-        return out
+    _take = Pipeline._take  # the same hand-out of finished records every COMMIT_INTERVAL
 
     def _dispatch(self, todo: list) -> None:
         """Give decode tasks to processes with fewer than two, while slots are free."""
