@@ -506,6 +506,17 @@ def test_an_empty_signal_is_refused_saying_why():
         presets.librosa()(np.zeros(0, np.float32))
 
 
+@pytest.mark.parametrize("make", [presets.whisper, presets.nemo])
+def test_n_mels_and_feature_size_are_one_option(make):
+    """openai-whisper's/NeMo's n_mels and transformers' feature_size: either, or both when equal; both given and
+    different is an error, also when n_mels is given as 80 (its default: it was then silently overridden)."""
+    assert make(feature_size=64).options["n_mels"] == 64 == make(n_mels=64, feature_size=64).options["n_mels"]
+    assert make().options["n_mels"] == 80 == make(n_mels=80).options["n_mels"]
+    for n_mels, feature_size in ((80, 128), (64, 128)):
+        with pytest.raises(TypeError, match=rf"n_mels={n_mels} and feature_size={feature_size} are one option"):
+            make(n_mels=n_mels, feature_size=feature_size)
+
+
 # ----------------------------------------------------------------------------------------------- refusals
 @pytest.mark.parametrize("make, option", [
     (lambda: presets.librosa(pad_mode=np.pad), "pad_mode"),

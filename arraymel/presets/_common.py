@@ -251,6 +251,27 @@ def one_of_aliases(preset: str, given: dict, names: tuple[str, ...], default: An
     return given[present[0]] if present else default
 
 
+class _Default(int):
+    """An int default that can be told from the same number given by the caller (``n_mels is N_MELS``)."""
+
+    __slots__ = ()
+
+
+#: ``n_mels``'s default (80) in the presets that also take transformers' ``feature_size`` for it.
+N_MELS = _Default(80)
+
+
+def n_mels_or_feature_size(preset: str, n_mels: Any, feature_size: Any) -> int:
+    """The mel bands of a preset that takes openai-whisper's/NeMo's ``n_mels`` and transformers' ``feature_size``:
+    either name, or both when they agree; a TypeError when both are given and differ."""
+    if feature_size is not None:
+        if n_mels is not N_MELS and n_mels != feature_size:
+            raise TypeError(f"arraymel.presets.{preset}: n_mels={n_mels!r} and feature_size={feature_size!r} are one "
+                            "option under two names (transformers' feature_size); give one of them.")
+        n_mels = feature_size
+    return check_int(preset, "n_mels" if feature_size is None else "feature_size", n_mels)
+
+
 # ------------------------------------------------------------------------------ input checks
 def check_float_finite(preset: str, x: Any, xp: Any) -> None:
     """librosa's ``valid_audio``: floating-point audio, finite everywhere.
