@@ -517,6 +517,17 @@ def test_n_mels_and_feature_size_are_one_option(make):
             make(n_mels=n_mels, feature_size=feature_size)
 
 
+@pytest.mark.parametrize("make, match", [
+    (lambda: presets.librosa(window="no-such-window"), r"librosa: window='no-such-window' is not allowed: "
+                                                       r"scipy.signal.get_window refuses it"),
+    (lambda: presets.librosa(ref=np.max, top_db_scope="batch"), r"librosa: top_db_scope='batch' is not allowed with "
+                                                                r"a callable ref \('max'\).*must be 'example'"),
+])
+def test_librosa_value_errors_name_the_option_and_value(make, match):
+    with pytest.raises(ValueError, match=match):
+        make()
+
+
 # ----------------------------------------------------------------------------------------------- refusals
 @pytest.mark.parametrize("make, option", [
     (lambda: presets.librosa(pad_mode=np.pad), "pad_mode"),
