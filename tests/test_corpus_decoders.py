@@ -403,3 +403,19 @@ def test_a_decode_process_does_not_keep_removed_output_segments_mapped(tmp_path)
         w.maps = {"slot": {}, "output": {}}
         slot.close()
         slot.unlink()
+
+
+def test_a_stand_in_run_never_passes_for_computed_features(tmp_path):
+    """The stand-in writes zero-filled outputs (it measures the engine): a later run on the same OUT_DIR must compute
+    those files, not skip them as done."""
+    _small_tree(str(tmp_path / "in"), [f"s{i}.wav" for i in range(3)])
+    out = str(tmp_path / "out")
+    rc, _, stderr = corpus_cli(str(tmp_path / "in"), out, *MEL, "--engine", "decoders", "--device", "stand-in",
+                               "--decode-workers", "1")
+    assert rc == 0, stderr
+    assert all(not np.load(os.path.join(out, k + ".npy")).any() for k in rows(out))
+    rc, _, stderr = corpus_cli(str(tmp_path / "in"), out, *MEL, *DEC)
+    assert rc == 0, stderr
+    r = rows(out)
+    assert len(r) == 3 and all(v["status"] == "ok" for v in r.values())
+    assert all(np.load(os.path.join(out, k + ".npy")).any() for k in r), "zero-filled stand-in outputs were kept"

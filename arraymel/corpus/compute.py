@@ -346,6 +346,15 @@ class StandInComputer(Computer):
         return out
 
 
+def record_config_hash(settings: CorpusSettings, computer: Computer) -> str:
+    """The ``config_hash`` a manifest row of ``computer``'s outputs carries: the settings' own, except for the
+    stand-in, whose zero-filled outputs must never pass for computed features (a later run on the same OUT_DIR
+    resumes only rows of its own hash, so it computes them)."""
+    if isinstance(computer, StandInComputer):
+        return f"stand-in (zero-filled outputs) {settings.config_hash}"
+    return settings.config_hash
+
+
 def make_computer(settings: CorpusSettings, device: str | None = None) -> Computer:
     """The :class:`Computer` for ``device`` (``resolve_device``'s form): a :class:`StandInComputer` for
     ``stand-in:RATE``."""

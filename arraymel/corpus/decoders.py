@@ -55,7 +55,7 @@ from typing import Any, Iterable, Iterator
 import numpy as np
 
 from arraymel.corpus.batching import Batch, Bucketer, batch_limits, extended, row_length
-from arraymel.corpus.compute import Computed, Computer
+from arraymel.corpus.compute import Computed, Computer, record_config_hash
 from arraymel.corpus.decode import Decoded, DecodeFailure, open_audio, read_whole
 from arraymel.corpus.discover import Source
 from arraymel.corpus.manifest import FileRecord
@@ -107,8 +107,10 @@ def _attach(name: str) -> tuple[mmap.mmap, np.ndarray]:
 class _Worker:
     """A decode process's state: its settings, writer, mapped segments."""
 
-    def __init__(self, settings: CorpusSettings, out_root: str, versions_json: str):
+    def __init__(self, settings: CorpusSettings, out_root: str, versions_json: str, config_hash: str | None = None):
         self.settings = settings
+        #: the manifest rows' config_hash (:func:`~arraymel.corpus.compute.record_config_hash`)
+        self.config_hash = config_hash or settings.config_hash
         self.cfg = settings.mel
         self.writer = Writer(out_root)
         self.versions_json = versions_json
@@ -218,7 +220,7 @@ class _Worker:
             return failed_record(opened.source, f"too long to hold in --memory-per-worker "
                                  f"{self.settings.memory_per_worker:g} MB, and the {preset.name} preset needs the "
                                  "whole file (its log rule or signal step is not computed block by block): raise "
-                                 "--memory-per-worker", self.settings.config_hash, self.versions_json, opened.meta)
+                                 "--memory-per-worker", self.config_hash, self.versions_json, opened.meta)
         return stream_file(opened, self.settings, self.writer, self.stream_mel, self.versions_json)
 
     # -------------------------------------------------------------- write
@@ -243,7 +245,7 @@ class _Worker:
             try:
                 _, dirs = self.writer.write(key, data)
             except OutputPathError as e:
-                records.append(failed_record(src, str(e), self.settings.config_hash, self.versions_json, meta))
+                records.append(failed_record(src, str(e), self.config_hash, self.versions_json, meta))
                 continue
             sr, n = meta["sampling_rate"], meta["samples"]
             records.append(FileRecord(
@@ -251,7 +253,7 @@ class _Worker:
                 source_mtime_ns=meta["mtime_ns"], sampling_rate=sr, channels=meta["channels"], samples=n,
                 duration_s=n / sr, mel_samples=meta["length"], frames=int(shape[-1]),
                 shape=tuple(int(s) for s in shape), dtype=dt.name, sha256=sha,
-                config_hash=self.settings.config_hash, versions=self.versions_json, sync_dirs=tuple(dirs)))
+                config_hash=self.config_hash, versions=self.versions_json, sync_dirs=tuple(dirs)))
         del array, raw
         return records
 
@@ -272,7 +274,7 @@ WRITER_THREADS = 8
 
 
 def worker_main(conn, settings: CorpusSettings, out_root: str, versions_json: str, parent_pid: int,
-                write_threads: int = WRITE_THREADS) -> None:
+                write_threads: int = WRITE_THREADS, config_hash: str | None = None) -> None:
     """A decode process: answers ``(task id, kind, ...)`` messages until ``None`` or the driver's end.
 
     Decode tasks run on this thread, one after the other; write tasks on ``write_threads`` threads
@@ -287,7 +289,7 @@ def worker_main(conn, settings: CorpusSettings, out_root: str, versions_json: st
     if os.getppid() != parent_pid:
         os._exit(1)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the driver decides how to stop
-    w = _Worker(settings, out_root, versions_json)
+    w = _Worker(settings, out_root, versions_json, config_hash)
     send_lock = threading.Lock()
 
     def answer(tid, fn, *args) -> None:
@@ -367,7 +369,7 @@ class DecoderEngine:
         self.cfg = settings.mel
         self.workers = max(1, int(decode_workers or default_decode_workers()))
         self.bucketer = Bucketer(settings.mel, *batch_limits(settings, computer.device_kind))
-        self.config_hash = settings.config_hash
+        self.config_hash = record_config_hash(settings, computer)
         self.versions_json = json.dumps(versions(computer.device_kind), sort_keys=True)
         self.device = f"{computer.device} ({self.workers} decode processes{' + a writer process' if writer else ''})"
         self.crashes = 0
@@ -447,7 +449,7 @@ class DecoderEngine:
         parent, child = self._ctx.Pipe(duplex=True)
         p = self._ctx.Process(target=worker_main, name="arraymel-write" if writer else "arraymel-decode", daemon=True,
                               args=(child, self.settings, self.out_root, self.versions_json, os.getpid(),
-                                    WRITER_THREADS if writer else WRITE_THREADS))
+                                    WRITER_THREADS if writer else WRITE_THREADS, self.config_hash))
         p.start()
         child.close()
         proc = _Proc(process=p, conn=parent, writer=writer)
