@@ -419,3 +419,22 @@ def test_a_stand_in_run_never_passes_for_computed_features(tmp_path):
     r = rows(out)
     assert len(r) == 3 and all(v["status"] == "ok" for v in r.values())
     assert all(np.load(os.path.join(out, k + ".npy")).any() for k in r), "zero-filled stand-in outputs were kept"
+
+
+@pytest.mark.parametrize("preset", [None, "whisper", "librosa", "nemo"])
+def test_the_stand_in_outputs_have_the_computers_shapes(preset):
+    """Zero-filled, but of the shapes and dtype the real computation gives (a preset's frame drop included)."""
+    from arraymel.corpus.batching import Batch
+    from arraymel.corpus.compute import Computer, StandInComputer
+    from arraymel.corpus.decode import Decoded
+    from arraymel.corpus.discover import Source
+    from arraymel.corpus.settings import CorpusSettings
+
+    settings = CorpusSettings.create({} if preset else {"num_mel_bins": 16}, preset=preset)
+    sr = int(settings.mel.sampling_rate)
+    items = [Decoded(source=Source(f"k{n}", f"k{n}", 0, 0), audio=np.full((1, n), 0.1, np.float32), sampling_rate=sr,
+                     channels=1, samples=n, size=0, mtime_ns=0) for n in (sr, sr + 777)]
+    batch = Batch(length=sr + 777 + 1000, items=items)
+    real = Computer(settings, device="cpu")(batch)
+    stand_in = StandInComputer(settings, rate=1e9)(batch)
+    assert [(c.array.shape, c.array.dtype) for c in stand_in] == [(c.array.shape, c.array.dtype) for c in real]

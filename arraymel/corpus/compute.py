@@ -337,9 +337,11 @@ class StandInComputer(Computer):
 
     def _placeholder(self, batch: Batch) -> list[Computed]:
         cfg, out = self.cfg, []
+        preset = self.settings.preset_obj
         for it in batch.items:
             k = it.audio.shape[0]
-            shape = (cfg.num_mel_bins, cfg.n_frames(it.length))
+            # the frames the computation keeps (a preset's own count: Whisper drops the last frame)
+            shape = (cfg.num_mel_bins, preset.n_frames(it.length) if preset is not None else cfg.n_frames(it.length))
             if self.settings.channels == "all":
                 shape = (k, *shape)
             out.append(Computed(it, array=np.zeros(shape, dtype=self.out_dtype)))
