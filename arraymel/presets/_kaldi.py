@@ -358,7 +358,12 @@ def kaldi(*, num_mel_bins: int = 23, sample_frequency: float = 16000, frame_leng
                 preemph_coeff=preemph, remove_dc_offset=remove_dc, window_type=window_type,
                 blackman_coeff=blackman_coeff, energy_floor=energy_floor, eps=eps, **flags)
     return Preset(name, "kaldi-native-fbank OnlineFbank / torchaudio.compliance.kaldi.fbank", cfg, opts,
-                  log_rule=rule, framer=framer)
+                  log_rule=rule, framer=framer, min_samples=win if flags["snip_edges"] else hop - hop // 2,
+                  min_reason=(f"with snip_edges=True a frame is frame_length_ms={length_ms:g} ms = {win} samples"
+                              if flags["snip_edges"] else
+                              f"with snip_edges=False the first frame needs half a frame_shift_ms={shift_ms:g} ms "
+                              f"= {hop} samples") + f" at {sr:g} Hz, Kaldi returns no frame for a shorter signal, and "
+                  "the preset refuses it rather than return no features (docs/presets.md)")
 
 
 def _check_bins(cfg: Any) -> None:
