@@ -406,13 +406,14 @@ def test_a_decode_process_does_not_keep_removed_output_segments_mapped(tmp_path)
         slot.unlink()
 
 
-def test_a_stand_in_run_never_passes_for_computed_features(tmp_path):
+@pytest.mark.parametrize("engine", [("--engine", "decoders", "--decode-workers", "1"), ("--engine", "threads")],
+                         ids=["decoders", "threads"])
+def test_a_stand_in_run_never_passes_for_computed_features(tmp_path, engine):
     """The stand-in writes zero-filled outputs (it measures the engine): a later run on the same OUT_DIR must compute
-    those files, not skip them as done."""
+    those files, not skip them as done, whichever engine ran the stand-in."""
     _small_tree(str(tmp_path / "in"), [f"s{i}.wav" for i in range(3)])
     out = str(tmp_path / "out")
-    rc, _, stderr = corpus_cli(str(tmp_path / "in"), out, *MEL, "--engine", "decoders", "--device", "stand-in",
-                               "--decode-workers", "1")
+    rc, _, stderr = corpus_cli(str(tmp_path / "in"), out, *MEL, *engine, "--device", "stand-in")
     assert rc == 0, stderr
     assert all(not np.load(os.path.join(out, k + ".npy")).any() for k in rows(out))
     rc, _, stderr = corpus_cli(str(tmp_path / "in"), out, *MEL, *DEC)
