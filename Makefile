@@ -22,6 +22,11 @@ demo: $(VENV)/.stamp-plot,scipy
 test: $(VENV)/.stamp-test
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+# The import contracts (pyproject.toml [tool.importlinter]) and ruff; `make test` runs them too (tests/test_lint.py).
+lint: $(VENV)/.stamp-test
+	$(VENV)/bin/lint-imports
+	$(VENV)/bin/ruff check arraymel tests benchmarks docs
+
 bench: $(VENV)/.stamp-bench
 	$(PY) -m pytest benchmarks --benchmark-enable --benchmark-only --benchmark-columns=min,median,max,rounds --benchmark-sort=name
 	$(VENV)/bin/arraymel bench

@@ -10,16 +10,15 @@ path on the GPU, chosen at run time. Importing this package imports neither CuPy
 """
 
 from arraymel._config import MelConfig
-from arraymel._threads import get_workers, set_workers
 from arraymel._show_config import show_config
+from arraymel._threads import get_workers, set_workers
+from arraymel._version import __version__
 from arraymel.core.db import power_to_db
 from arraymel.core.filterbank import mel_filterbank
 from arraymel.core.stft import stft
 from arraymel.core.windows import get_window
 from arraymel.functional import mel_spectrogram
 from arraymel.transforms import MelSpectrogram
-
-__version__ = "0.1.0"
 
 __all__ = [
     "MelConfig",

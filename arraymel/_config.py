@@ -207,7 +207,7 @@ class MelConfig:
     given: dict = dataclasses.field(repr=False)
 
     @classmethod
-    def create(cls, **kwargs: Any) -> "MelConfig":
+    def create(cls, **kwargs: Any) -> MelConfig:
         """Validate parameters and resolve their defaults.
 
         Parameters
@@ -262,7 +262,8 @@ class MelConfig:
         if _is_falsy_number(p["max_freq"]):
             max_freq = float(int(sr / 2))  # Keras: `max_freq or int(sampling_rate / 2)`
         else:
-            max_freq = _check_real("max_freq", p["max_freq"], "None, 0 (both mean int(sampling_rate / 2)) or a finite number > min_freq")
+            max_freq = _check_real("max_freq", p["max_freq"],
+                                   "None, 0 (both mean int(sampling_rate / 2)) or a finite number > min_freq")
         if min_freq < 0:
             raise _fail("min_freq", p["min_freq"], "a finite number >= 0 and < max_freq")
         if not min_freq < max_freq:
@@ -292,7 +293,8 @@ class MelConfig:
         dtype = _dtype_name(p["dtype"])
         filterbank = p["filterbank"]
         if filterbank not in FILTERBANKS:
-            raise _fail("filterbank", filterbank, f"one of {FILTERBANKS!r} (\"exact\": the float64 evaluation; \"keras\": Keras's float32 "
+            raise _fail("filterbank", filterbank, f"one of {FILTERBANKS!r} (\"exact\": the float64 evaluation; "
+                        "\"keras\": Keras's float32 "
                         "one; the others: the presets' filterbanks)")
 
         center = _check_bool("center", p["center"])
@@ -419,7 +421,7 @@ class MelConfig:
             self.top_db_scope, self.filterbank, self.center, self.pad_mode, self.frame_step,
         )
 
-    def replace(self, **changes: Any) -> "MelConfig":
+    def replace(self, **changes: Any) -> MelConfig:
         """A new validated config with some parameters changed.
 
         Parameters

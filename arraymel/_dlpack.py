@@ -20,7 +20,8 @@ Neither framework is imported here: a tensor is recognised only when its framewo
 from __future__ import annotations
 
 import sys
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 

@@ -85,12 +85,21 @@ def _cuda() -> dict[str, Any]:
         return {"cupy": _version("cupy") or "installed", "devices": [], "note": f"{type(e).__name__}: {e}"}
 
 
+def _dispatch() -> dict[str, Any]:
+    """The paths, the ``backend=`` values and the dispatch table (:mod:`arraymel._backend`)."""
+    from arraymel import _backend
+
+    paths = {p.name: {"device": p.device, "ffts": list(p.ffts), "workers": p.uses_workers,
+                      "max_memory": p.max_memory, "summary": p.summary} for p in _backend.PATHS.values()}
+    return {"paths": paths, "backends": list(_backend.BACKENDS), "routes": _backend.table()}
+
+
 def config() -> dict[str, Any]:
     """The configuration as a dict (what ``show_config(mode="dicts")`` returns)."""
-    import arraymel
+    from arraymel._version import __version__
 
     return {
-        "arraymel": arraymel.__version__,
+        "arraymel": __version__,
         "python": platform.python_version(),
         "numpy": _version("numpy"),
         "machine": {"system": platform.system(), "machine": platform.machine()},
@@ -99,25 +108,26 @@ def config() -> dict[str, Any]:
         "blas": _blas(),
         "blas_in_calls": "left as set (arraymel changes no BLAS or OpenMP thread count)",
         "cuda": _cuda(),
+        "dispatch": _dispatch(),
     }
 
 
 def show_config(mode: str = "stdout") -> dict[str, Any] | None:
     """Show how arraymel computes here: its version, the FFT in use, the worker threads, the BLAS
-    libraries and their threads, and CuPy's CUDA devices if any.
-
-    ``mode="stdout"`` prints it; ``mode="dicts"`` returns it as a dict (as ``numpy.show_config``).
+    libraries and their threads, CuPy's CUDA devices if any, and the paths a call can take.
 
     Parameters
     ----------
     mode : {"stdout", "dicts"}, default "stdout"
-        Print a summary, or return the information as a dict.
+        ``"stdout"`` prints a summary; ``"dicts"`` returns it as a dict (as ``numpy.show_config``).
 
     Returns
     -------
     info : dict or None
         With ``mode="dicts"``: keys ``arraymel``, ``python``, ``numpy``, ``machine``, ``fft``,
-        ``workers``, ``blas``, ``blas_in_calls`` and ``cuda``; None with ``mode="stdout"``.
+        ``workers``, ``blas``, ``blas_in_calls``, ``cuda`` and ``dispatch`` (each path's capabilities,
+        the ``backend=`` values and the dispatch table's rows, first match first); None with
+        ``mode="stdout"``.
 
     Raises
     ------
@@ -139,6 +149,8 @@ def show_config(mode: str = "stdout") -> dict[str, Any] | None:
     >>> cfg = arraymel.show_config(mode="dicts")
     >>> cfg["workers"]["default"] >= 1 and cfg["fft"]["name"] in ("scipy.fft", "numpy.fft")
     True
+    >>> sorted(cfg["dispatch"]["paths"]), cfg["dispatch"]["backends"][0]
+    (['cupy', 'generic', 'numpy'], 'auto')
     """
     if mode not in MODES:
         raise ValueError(f"mode={mode!r} is not allowed: mode must be one of {MODES!r}.")
@@ -163,5 +175,8 @@ def show_config(mode: str = "stdout") -> dict[str, Any] | None:
                          f"compute capability {d['compute_capability']}")
     else:
         lines.append(f"cuda: no device ({cuda.get('note', 'none found')})")
+    lines.append("paths (backend=" + "|".join(cfg["dispatch"]["backends"]) + "):")
+    for name, p in cfg["dispatch"]["paths"].items():
+        lines.append(f"  {name} ({p['device']}; fft {'/'.join(p['ffts'])}): {p['summary']}")
     print("\n".join(lines), file=sys.stdout)
     return None

@@ -7,9 +7,9 @@ from typing import Any
 
 import numpy as np
 
-from arraymel import _backend, _dlpack
+from arraymel import _backend, _dlpack, _threads
 from arraymel._config import MelConfig
-from arraymel import _threads
+from arraymel.core._xp import namespace_name
 from arraymel.core.inputs import as_array, compute_dtype_name, warn_if_channels_last
 
 
@@ -42,20 +42,12 @@ _CACHE = StateCache(maxsize=16)
 
 
 def _state(cfg: MelConfig, plan: _backend.Plan, xp: Any, device: Any, dtype_name: str, cache: StateCache) -> Any:
-    if plan.path == "numpy":
-        from arraymel._numpy.pipeline import NumpyState
-
-        return cache.get((cfg.key, "numpy", None, dtype_name), lambda: NumpyState(cfg, dtype_name))
-    if plan.path == "cupy":
-        from arraymel._cupy.pipeline import CupyState
-
-        return cache.get((cfg.key, "cupy", device, dtype_name, plan.fft),
-                         lambda: CupyState(cfg, dtype_name, device, fft=plan.fft))
-    from arraymel.core._xp import namespace_name
-    from arraymel.core.mel import GenericState
-
-    key = (cfg.key, "generic", namespace_name(xp), str(device), dtype_name)
-    return cache.get(key, lambda: GenericState(cfg, xp, device, dtype_name))
+    """The plan's path's state for (config, namespace, device, dtype, transform), from ``cache`` or built."""
+    info = _backend.PATHS[plan.path]
+    fft = plan.fft if plan.path == "cupy" else None
+    namespace = None if plan.path != "generic" else namespace_name(xp)
+    key = (cfg.key, plan.path, namespace, str(device) if plan.path == "generic" else device, dtype_name, fft)
+    return cache.get(key, lambda: info.build(cfg, dtype_name, xp=xp, device=device, fft=fft))
 
 
 def compute(
@@ -75,7 +67,8 @@ def compute(
     if _dlpack.is_jax_tracer(x):  # inside jit: constants made now are tracers of this trace; never keep them
         cache = StateCache()
     plan = _backend.choose(x, device=device, backend=backend, output=output)
-    if max_memory is not None and (isinstance(max_memory, bool) or not isinstance(max_memory, (int, np.integer)) or max_memory <= 0):
+    if max_memory is not None and (isinstance(max_memory, bool) or not isinstance(max_memory, (int, np.integer))
+                                   or max_memory <= 0):
         raise ValueError(f"max_memory={max_memory!r} is not allowed: max_memory must be None (automatic) or an int > 0 (bytes).")
     n_workers = _threads.resolve(workers)
     dtype_name = compute_dtype_name(x, xp, cfg.dtype)

@@ -42,7 +42,8 @@ def _host(S: Any) -> np.ndarray:
     return np.from_dlpack(S)
 
 
-def specshow(S: Any, *, ax: Any = None, title: str | None = None, colorbar: bool = True, cmap: str = "magma", **params: Any) -> Any:
+def specshow(S: Any, *, ax: Any = None, title: str | None = None, colorbar: bool = True, cmap: str = "magma",
+             **params: Any) -> Any:
     """Draw one mel spectrogram ``(num_mel_bins, frames)``: time in seconds, bands labelled in Hz.
 
     Parameters

@@ -120,7 +120,7 @@ class MelSpectrogram(torch.nn.Module):
         return self.transform.get_config()
 
     @classmethod
-    def from_config(cls, config: dict[str, Any]) -> "MelSpectrogram":
+    def from_config(cls, config: dict[str, Any]) -> MelSpectrogram:
         """From :meth:`arraymel.torch.MelSpectrogram.get_config`'s dict or a Keras ``MelSpectrogram`` config.
 
         Parameters

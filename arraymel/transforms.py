@@ -5,6 +5,7 @@ from __future__ import annotations
 import numbers
 from typing import Any
 
+from arraymel import _backend
 from arraymel._config import EXTENSION_DEFAULTS, KERAS_DEFAULTS, MelConfig
 from arraymel._threads import thread_count
 from arraymel.functional import StateCache, compute
@@ -217,7 +218,8 @@ class MelSpectrogram:
                 continue
             refused.append(f"{k}={c.given[k]!r} (Keras's layer has no such parameter; {k}={default!r} is its behaviour)")
         if refused:
-            raise ValueError("this configuration cannot be expressed as a Keras MelSpectrogram config: " + "; ".join(refused) + ".")
+            raise ValueError("this configuration cannot be expressed as a Keras MelSpectrogram config: "
+                             + "; ".join(refused) + ".")
         cfg = c.keras_config()
         cfg.update(self._layer)
         if c.dtype is not None:
@@ -225,7 +227,7 @@ class MelSpectrogram:
         return cfg
 
     @classmethod
-    def from_config(cls, config: dict[str, Any]) -> "MelSpectrogram":
+    def from_config(cls, config: dict[str, Any]) -> MelSpectrogram:
         """Rebuild from :meth:`arraymel.MelSpectrogram.get_config`'s dict or from a Keras ``MelSpectrogram`` config.
 
         Parameters
@@ -255,6 +257,35 @@ class MelSpectrogram:
         (64, 'float64', 'mel')
         """
         return cls(**config)
+
+    def fused_fallback_reason(self, dtype: str = "float32") -> str | None:
+        """Why ``backend="cupy-fused"`` would compute this configuration with the cuFFT kernels instead.
+
+        The fused kernel covers centred, reflect-padded frames of an even ``fft_length`` up to 4096 whose
+        half has no prime factor above 5 (see docs/gpu.md); other configurations run the cuFFT kernels,
+        with the same numbers. Needs no GPU and does not import CuPy.
+
+        Parameters
+        ----------
+        dtype : {"float32", "float64"}, default "float32"
+            The compute dtype (the fused kernel's shared memory depends on it).
+
+        Returns
+        -------
+        str or None
+            The reason, or None when the fused kernel computes this configuration.
+
+        Examples
+        --------
+        >>> import arraymel
+        >>> arraymel.MelSpectrogram(fft_length=400).fused_fallback_reason() is None
+        True
+        >>> arraymel.MelSpectrogram(fft_length=401).fused_fallback_reason()
+        'fft_length=401 is odd (the fused kernel needs an even length)'
+        """
+        if dtype not in ("float32", "float64"):
+            raise ValueError(f"dtype={dtype!r} is not allowed: dtype must be 'float32' or 'float64'.")
+        return _backend.fused_fallback_reason(self.config, dtype)
 
     def compute_output_shape(self, input_shape: Any) -> tuple:
         """The output shape for ``input_shape`` ``(..., samples)`` (or an int: ``samples``), with the true frame count.

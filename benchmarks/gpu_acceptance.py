@@ -178,10 +178,11 @@ def parity_grid(run: Run) -> list[tuple[str, dict, tuple]]:
 
 
 def parity(run: Run) -> dict:
-    import arraymel
     import oracle
     from f32_floor import float32_bounds
     from spec_bands import assert_spec_close, db_band_errors
+
+    import arraymel
 
     dtypes = ("float32", "float64") if run.emulate else ("float16", "float32", "float64")
     result = {p: {"cases": 0, "failed": [], "max_db": {}} for p in PATHS}

@@ -155,11 +155,11 @@ def options_report() -> None:
 
     sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "tests"))
     import numpy as np  # noqa: F811
+    import test_presets_options as t
     import torch
+    from presets_signal import speechlike
 
     import arraymel.presets as presets
-    import test_presets_options as t
-    from presets_signal import speechlike
 
     warnings.simplefilter("ignore")
 

@@ -5,7 +5,7 @@ cuFFT plans do nothing, and whose streams and events are no-ops, is put in ``sys
 ``arraymel._cupy.pipeline.CupyState`` runs its real per-call code: input checks, the stream's wait
 on the constants, chunk planning (cuFFT path), argument packing and pointer conversion, the launch
 calls. What it leaves out: CuPy's own cost per launch and per allocation (a few microseconds each
-on a real device: see MEASURED.md), and the public dispatch of ``arraymel.mel_spectrogram``.
+on a real device, which this does not measure), and the public dispatch of ``arraymel.mel_spectrogram``.
 
 Workloads: one 10 s clip (batch-1 latency is where host cost matters), Keras defaults and speech,
 for the cuFFT path (the default) and the fused kernel (``fft="fused"``). ``extra_info`` records the

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
-from array_api_compat import array_namespace, device as xp_device, is_cupy_array
+from array_api_compat import array_namespace, is_cupy_array
+from array_api_compat import device as xp_device
 
 
 def to_numpy(a) -> np.ndarray:
@@ -49,7 +50,7 @@ def max_abs_diff(a, b) -> float:
 
 
 def assert_db_close(actual, expected, atol: float, *, like=None, **meta) -> float:
-    """dB outputs: max absolute difference <= atol (SPEC.md's tolerances); returns the difference."""
+    """dB outputs: max absolute difference <= atol (docs/semantics.md's tolerances); returns the difference."""
     if like is not None or meta:
         assert_meta(actual, like, **meta)
     d = max_abs_diff(actual, expected)
@@ -58,7 +59,7 @@ def assert_db_close(actual, expected, atol: float, *, like=None, **meta) -> floa
 
 
 def assert_power_close(actual, expected, *, rtol: float = 1e-4, atol_frac: float = 1e-6, like=None, **meta) -> float:
-    """Power/magnitude outputs: |a - b| <= rtol*|b| + atol_frac*max|b| elementwise (SPEC.md)."""
+    """Power/magnitude outputs: |a - b| <= rtol*|b| + atol_frac*max|b| elementwise (docs/semantics.md)."""
     if like is not None or meta:
         assert_meta(actual, like, **meta)
     a, b = to_numpy(actual).astype(np.float64), to_numpy(expected).astype(np.float64)
@@ -72,13 +73,13 @@ def assert_power_close(actual, expected, *, rtol: float = 1e-4, atol_frac: float
     return float(np.max(np.abs(a - b) / (np.abs(b) + 1e-30 + atol_frac * np.max(np.abs(b)))))
 
 
-#: SPEC.md's float32 dB bounds, by a value's power-equivalent distance below the maximum of its
+#: docs/semantics.md's float32 dB bounds, by a value's power-equivalent distance below the maximum of its
 #: spectrogram: (upper edge of the band in dB, bound in dB). Below the last edge no bound applies.
 F32_DB_BANDS = ((60.0, 1e-3), (80.0, 3e-3), (100.0, 2e-2))
 
 
 def db_band_errors(actual, expected, *, mag_exp: float = 2.0, bands=F32_DB_BANDS) -> dict[str, float]:
-    """Max |actual - expected| (dB) per SPEC.md tolerance band, keyed ``"0-60"``, ``"60-80"``, ..., ``">100"``.
+    """Max |actual - expected| (dB) per docs/semantics.md tolerance band, keyed ``"0-60"``, ``"60-80"``, ..., ``">100"``.
 
     ``expected`` is a float64 evaluation; a value's distance is measured on it, below the maximum
     of its own spectrogram (the last two axes), times ``2 / mag_exp`` (power-equivalent dB).
@@ -102,7 +103,7 @@ def db_band_errors(actual, expected, *, mag_exp: float = 2.0, bands=F32_DB_BANDS
 
 
 def assert_db_banded(actual, expected, *, mag_exp: float = 2.0, bands=F32_DB_BANDS) -> dict[str, float]:
-    """float32 dB output within SPEC.md's band-by-band bounds of a float64 evaluation; returns the figures."""
+    """float32 dB output within docs/semantics.md's band-by-band bounds of a float64 evaluation; returns the figures."""
     errors = db_band_errors(actual, expected, mag_exp=mag_exp, bands=bands)
     for (label, err), (_, bound) in zip(errors.items(), bands):
         assert err <= bound, f"max |dB difference| {err:.3g} > {bound:g} at {label} dB below the maximum ({errors})"

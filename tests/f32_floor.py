@@ -11,7 +11,6 @@ held, per band, to the larger of the tolerance table's bound and twice the floor
 from __future__ import annotations
 
 import numpy as np
-
 import oracle
 from spec_bands import F32_BANDS, db_band_errors
 

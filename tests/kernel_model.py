@@ -19,9 +19,9 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from kernel_sources import decode_key, encode_keys
 
 from arraymel._cupy.kernels import BLOCK, CLIP_ITEMS, KERNEL_PARAMS, PAD_ITEMS, SMEM_LIMIT, Ptr, pack_args
-from arraymel._cupy.params import decode_key, encode_keys
 
 
 class OutOfBounds(AssertionError):

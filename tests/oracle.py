@@ -1,6 +1,6 @@
-"""A second, independent float64 evaluation of SPEC.md, for the parity tests.
+"""A second, independent float64 evaluation of docs/semantics.md, for the parity tests.
 
-Deliberately plain: every step of SPEC.md's pipeline written out once in float64 NumPy
+Deliberately plain: every step of docs/semantics.md's pipeline written out once in float64 NumPy
 (reflect padding with ``np.pad``, frames gathered by explicit indices, windows from
 ``scipy.signal.get_window``, ``np.fft.rfft``, the HTK filterbank of step 7, dB and
 ``top_db`` with both scopes). No speed tricks, no shared code with arraymel: it must not
@@ -27,12 +27,12 @@ def hz_to_mel(f):
 
 
 def default_max_freq(sampling_rate, max_freq=None):
-    """SPEC.md: a falsy max_freq (None or 0) means int(sampling_rate / 2), as in Keras."""
+    """docs/semantics.md: a falsy max_freq (None or 0) means int(sampling_rate / 2), as in Keras."""
     return max_freq if max_freq else int(sampling_rate / 2)
 
 
 def window_vector(window, fft_length: int, sequence_length: int | None = None) -> np.ndarray:
-    """The length-``fft_length`` float64 window of SPEC.md step 4 (centre zero-padded)."""
+    """The length-``fft_length`` float64 window of docs/semantics.md step 4 (centre zero-padded)."""
     seq = fft_length if sequence_length is None else int(sequence_length)
     if window is None:
         # NumPy/JAX Keras backends: ones over the whole fft_length, sequence_length ignored.
@@ -58,12 +58,12 @@ def _filterbank_cached(fft_length, sampling_rate, num_mel_bins, min_freq, max_fr
 
 
 def mel_filterbank(fft_length: int, sampling_rate, num_mel_bins: int, min_freq, max_freq) -> np.ndarray:
-    """HTK filterbank of SPEC.md step 7, shape (fft_length // 2 + 1, num_mel_bins), float64 (cached, read-only)."""
+    """HTK filterbank of docs/semantics.md step 7, shape (fft_length // 2 + 1, num_mel_bins), float64 (cached, read-only)."""
     return _filterbank_cached(int(fft_length), float(sampling_rate), int(num_mel_bins), float(min_freq), float(max_freq))
 
 
 def _build_filterbank(fft_length, sampling_rate, num_mel_bins, min_freq, max_freq) -> np.ndarray:
-    """HTK filterbank of SPEC.md step 7, shape (fft_length // 2 + 1, num_mel_bins), float64.
+    """HTK filterbank of docs/semantics.md step 7, shape (fft_length // 2 + 1, num_mel_bins), float64.
 
     Triangles linear in mel, peak 1, no normalisation, DC row all zero. Written bin by
     bin and band by band (no broadcasting tricks) so that it reads like the spec.
@@ -112,7 +112,7 @@ def power_spectrogram(
 
 
 def to_db(mel, *, top_db=80.0, min_power=1e-10, ref_power=1.0, top_db_scope="batch", spec_ndim=2):
-    """SPEC.md step 9 on a (..., num_mel_bins, n_frames) array (any layout with spec_ndim trailing dims)."""
+    """docs/semantics.md step 9 on a (..., num_mel_bins, n_frames) array (any layout with spec_ndim trailing dims)."""
     db = 10.0 * np.log10(np.maximum(mel, min_power))
     db = db - 10.0 * np.log10(max(abs(ref_power), min_power))
     if top_db is None:
@@ -145,7 +145,7 @@ def mel_spectrogram(
     ref_power=1.0,
     top_db_scope="batch",
 ) -> np.ndarray:
-    """Float64 evaluation of SPEC.md: x (..., samples) -> (..., num_mel_bins, n_frames)."""
+    """Float64 evaluation of docs/semantics.md: x (..., samples) -> (..., num_mel_bins, n_frames)."""
     power = power_spectrogram(
         x,
         fft_length=fft_length,

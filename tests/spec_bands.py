@@ -9,7 +9,6 @@ float64: <= 1e-9 dB everywhere. Power/magnitude output: ``|a - b| <= rtol |b| + 
 from __future__ import annotations
 
 import numpy as np
-
 from _helpers import assert_power_close, to_numpy
 
 #: (upper edge of the band in power-equivalent dB below the maximum, float32 bound in dB)
@@ -60,6 +59,6 @@ def assert_spec_close(actual, expected, *, dtype: str, power_to_db: bool = True,
         worst = max(errs.values())
         assert worst <= F64_DB, f"float64: max |dB difference| {worst:.3g} > {F64_DB:g} ({errs})"
         return errs
-    for (hi, tol), (band, err) in zip(F32_BANDS, errs.items()):
+    for (_hi, tol), (band, err) in zip(F32_BANDS, errs.items()):
         assert err <= tol, f"float32: {err:.3g} dB in the band {band} dB below the maximum (power-equivalent) > {tol:g} ({errs})"
     return errs

@@ -99,7 +99,7 @@ def test_sigkill_part_way_then_resume_equals_an_uninterrupted_run(many, referenc
     assert output_files(out) == files_after_kill, "a worker outlived the killed run and kept writing"
     assert 0 < len(done_before) < N_FILES, len(done_before)
     # what the manifest committed before the kill is on disk, complete
-    for key, r in done_before.items():
+    for _key, r in done_before.items():
         assert files_after_kill[r["output"]]
     mtimes = {k: os.stat(os.path.join(out, r["output"])).st_mtime_ns for k, r in done_before.items()}
 

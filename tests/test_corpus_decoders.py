@@ -113,8 +113,8 @@ def _small_tree(root, names):
 def _planted_run(plant: str, arg: str, in_dir: str, out_dir: str) -> int:
     """``arraymel corpus IN OUT`` (decoders) in a fresh interpreter (one thread: its decode processes are
     forked and inherit the planted function) with ``plant`` (a function of this module) installed."""
-    code = ("import sys, test_corpus_decoders as t; t.%s(%r); from arraymel.cli import main; "
-            "sys.exit(main(['corpus', %r, %r, *t.MEL, *t.DEC, '-q']))" % (plant, arg, in_dir, out_dir))
+    code = (f"import sys, test_corpus_decoders as t; t.{plant}({arg!r}); from arraymel.cli import main; "
+            f"sys.exit(main(['corpus', {in_dir!r}, {out_dir!r}, *t.MEL, *t.DEC, '-q']))")
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, os.path.join(ROOT, "tests"),
                                                        os.environ.get("PYTHONPATH", "")]))
     proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, env=env, stdout=subprocess.PIPE,
@@ -157,7 +157,8 @@ def test_a_sigkilled_decoder_is_replaced_and_its_files_retried_once(tmp_path, al
     r = rows(str(tmp_path / "out"))
     assert len(r) == 20
     others = [k for k in r if "KILL" not in k]
-    assert all(r[k]["status"] == "ok" for k in others), {k: r[k]["error"] for k in others if r[k]["error"]}  # its task's files too
+    # its task's files too
+    assert all(r[k]["status"] == "ok" for k in others), {k: r[k]["error"] for k in others if r[k]["error"]}
     run = last_run(str(tmp_path / "out"))
     if always:
         assert rc == 2 and run["failed"] == 1
@@ -246,7 +247,7 @@ def test_the_stand_in_device(slow_tree, tmp_path):
     assert rc == 0 and "stand-in:50 (1 decode processes + a writer process)" in stdout
     r = rows(str(tmp_path / "out"))
     assert len(r) == 60
-    for k, row in r.items():
+    for _k, row in r.items():
         a = np.load(os.path.join(str(tmp_path / "out"), row["output"]))
         assert a.shape == (cd.MEL["num_mel_bins"], 1 + 16000 // 512) and a.dtype == np.float32 and not a.any()
 
@@ -272,3 +273,170 @@ def test_the_stand_in_models_the_device_time():
     outs = [c.collect(p) for p in pend]
     assert time.perf_counter() - t >= 0.05 and c.device_seconds == pytest.approx(0.05)
     assert outs[0][0].array.shape == (16, 1 + 57600 // 512)
+
+
+class _FakeCupy:
+    """Just enough of CuPy for :meth:`Computer._launch_cuda`, with CuPy's pool rule: a device array's memory
+    returns to the pool when the array is freed, whatever work other streams still have queued on it."""
+
+    float32 = np.float32
+
+    def __init__(self):
+        import types
+        import weakref
+
+        self.inputs: list = []  # weakrefs to the device arrays the batches are copied into
+        self._weakref = weakref
+        fake = self
+
+        class Array:
+            def __init__(self, shape, dtype):
+                self.shape, self.dtype = tuple(shape), np.dtype(dtype)
+                self.size = int(np.prod(self.shape))
+                self.data = np.zeros(self.shape, self.dtype)
+
+            def set(self, host, stream=None):
+                self.data[...] = host
+
+            def get(self, stream=None, out=None, blocking=True):
+                if out is None:
+                    return self.data.copy()
+                out[...] = self.data
+                return out
+
+        class Event:
+            def __init__(self, stream=None):
+                self.stream = stream
+
+            def synchronize(self):
+                pass
+
+        class Stream:
+            def __init__(self, non_blocking=False):
+                pass
+
+            def record(self):
+                return Event(self)
+
+            def wait_event(self, event):
+                pass
+
+            def __enter__(self):
+                return self
+
+            def __exit__(self, *exc):
+                return False
+
+        class Device(Stream):
+            def __init__(self, index):
+                pass
+
+        def alloc_pinned_memory(nbytes):
+            raise RuntimeError("no pinned memory here")
+
+        self.Array = Array
+        self.cuda = types.SimpleNamespace(Device=Device, Stream=Stream, alloc_pinned_memory=alloc_pinned_memory,
+                                          get_elapsed_time=lambda a, b: 0.0)
+
+        def empty(shape, dtype=np.float32):
+            a = Array(shape, dtype)
+            fake.inputs.append(weakref.ref(a))
+            return a
+
+        self.empty = empty
+
+
+def test_the_device_input_of_a_launched_batch_lives_until_it_is_collected(monkeypatch):
+    """The compute thread launches batch n+1 before it collects batch n. CuPy's pool hands the memory of a freed
+    array to the next allocation at once, ordered only on the stream it was allocated on: had the device input
+    been freed when ``launch`` returned, the next batch's host-to-device copy (on the copy stream) could
+    overwrite it while batch n's kernels (on the compute stream) still read it."""
+    from arraymel.corpus.batching import Batch
+    from arraymel.corpus.compute import Computer
+    from arraymel.corpus.decode import Decoded
+    from arraymel.corpus.discover import Source
+    from arraymel.corpus.settings import CorpusSettings
+
+    fake = _FakeCupy()
+    monkeypatch.setitem(sys.modules, "cupy", fake)
+    settings = CorpusSettings.create({"num_mel_bins": 16})
+    c = Computer(settings, device="cuda:0")
+    c.mel = lambda x, output=None: fake.Array((x.shape[0], 16, 1 + x.shape[1] // 512), np.float32)
+    item = Decoded(source=Source("k", "k", 0, 0), audio=np.zeros((1, 4096), np.float32), sampling_rate=16000.0,
+                   channels=1, samples=4096, size=0, mtime_ns=0)
+    batch = Batch(length=4096, items=[item])
+    x = np.ones((1, 4096), np.float32)
+    pending = c.launch(batch, x)
+    assert pending[0] == "cuda", "the asynchronous path was not taken"
+    inputs = [r for r in fake.inputs if r() is not None and r().shape == x.shape]
+    assert len(inputs) == 1, "the device input was freed before its batch was collected"
+    start, done = pending[3], pending[4]
+    assert start.stream is done.stream, ("the batch's device time must be timed on the compute stream: an event on "
+                                         "the copy stream fires while the previous batch still computes")
+    out = c.collect(pending)
+    assert out[0].array.shape == (16, 1 + 4096 // 512)
+    del pending, inputs
+    assert all(r() is None for r in fake.inputs), "the device input outlived its batch"
+
+
+def test_a_decode_process_does_not_keep_removed_output_segments_mapped(tmp_path):
+    """The driver replaces output segments now and then (it keeps the largest few); a process that kept its
+    mapping of each removed one would keep its memory allocated (an unlinked segment lives while mapped)."""
+    from multiprocessing import shared_memory
+
+    from arraymel.corpus.settings import CorpusSettings
+
+    w = decoders._Worker(CorpusSettings.create({"num_mel_bins": 16}), str(tmp_path), "{}")
+    tag = f"{decoders.SHM_PREFIX}{os.getpid()}-test-"
+    slot = shared_memory.SharedMemory(name=tag + "slot", create=True, size=1 << 16)
+    try:
+        w.segment(slot.name)
+        for i in range(40):  # each output segment written once, then removed by the driver
+            seg = shared_memory.SharedMemory(name=f"{tag}{i}", create=True, size=1 << 20)
+            w.segment(seg.name, "output")[:] = 1
+            seg.close()
+            seg.unlink()
+        with open("/proc/self/maps") as f:
+            removed = {line.split()[-2] for line in f if tag in line and line.rstrip().endswith("(deleted)")}
+        assert len(removed) <= 2 * decoders.OUTPUT_SEGMENTS, f"{len(removed)} removed segments still mapped"
+        assert slot.name in w.maps["slot"], "an input slot's mapping was dropped"
+    finally:
+        w.maps = {"slot": {}, "output": {}}
+        slot.close()
+        slot.unlink()
+
+
+@pytest.mark.parametrize("engine", [("--engine", "decoders", "--decode-workers", "1"), ("--engine", "threads")],
+                         ids=["decoders", "threads"])
+def test_a_stand_in_run_never_passes_for_computed_features(tmp_path, engine):
+    """The stand-in writes zero-filled outputs (it measures the engine): a later run on the same OUT_DIR must compute
+    those files, not skip them as done, whichever engine ran the stand-in."""
+    _small_tree(str(tmp_path / "in"), [f"s{i}.wav" for i in range(3)])
+    out = str(tmp_path / "out")
+    rc, _, stderr = corpus_cli(str(tmp_path / "in"), out, *MEL, *engine, "--device", "stand-in")
+    assert rc == 0, stderr
+    assert all(not np.load(os.path.join(out, k + ".npy")).any() for k in rows(out))
+    rc, _, stderr = corpus_cli(str(tmp_path / "in"), out, *MEL, *DEC)
+    assert rc == 0, stderr
+    r = rows(out)
+    assert len(r) == 3 and all(v["status"] == "ok" for v in r.values())
+    assert all(np.load(os.path.join(out, k + ".npy")).any() for k in r), "zero-filled stand-in outputs were kept"
+
+
+@pytest.mark.parametrize("preset", [None, "whisper", "librosa", "nemo"])
+def test_the_stand_in_outputs_have_the_computers_shapes(preset):
+    """Zero-filled, but of the shapes and dtype the real computation gives (a preset's frame drop included)."""
+    from arraymel.corpus.batching import Batch
+    from arraymel.corpus.compute import Computer, StandInComputer
+    from arraymel.corpus.decode import Decoded
+    from arraymel.corpus.discover import Source
+    from arraymel.corpus.settings import CorpusSettings
+
+    settings = CorpusSettings.create({} if preset else {"num_mel_bins": 16}, preset=preset)
+    sr = int(settings.mel.sampling_rate)
+    items = [Decoded(source=Source(f"k{n}", f"k{n}", 0, 0), audio=np.full((1, n), 0.1, np.float32), sampling_rate=sr,
+                     channels=1, samples=n, size=0, mtime_ns=0) for n in (sr, sr + 777)]
+    batch = Batch(length=sr + 777 + 1000, items=items)
+    real = Computer(settings, device="cpu")(batch)
+    stand_in = StandInComputer(settings, rate=1e9)(batch)
+    assert [(c.array.shape, c.array.dtype) for c in stand_in] == [(c.array.shape, c.array.dtype) for c in real]

@@ -491,7 +491,8 @@ def test_a_worker_chunk_fsyncs_directories_before_returning(tree, tmp_path, monk
 
 @pytest.mark.parametrize("fmt,code", [("shar", errno.ENOSPC), ("kaldi", errno.EIO)])
 def test_disk_full_or_io_error_mid_shard(tree, outs, tmp_path, monkeypatch, fmt, code):
-    """The 4th shard's data file fails part-way (its other file is then never renamed into place either): status 1, one line naming the file and the cause, nothing under
+    """The 4th shard's data file fails part-way (its other file is then never renamed into place either):
+    status 1, one line naming the file and the cause, nothing under
     the shard's final name, the manifest consistent (3 shards committed, their rows only); then a run
     without the fault completes with the same bytes as an uninterrupted run."""
     root, keys = tree

@@ -13,12 +13,20 @@ import pytest
 from arraymel._config import MelConfig
 from arraymel._cupy import chunking
 from arraymel._cupy.chunking import (
-    MAX_ELEMS, Problem, RetryLog, default_budget, is_oom_error, min_budget, plan_chunks, run_with_retry,
+    MAX_ELEMS,
+    Problem,
+    RetryLog,
+    default_budget,
+    is_oom_error,
+    min_budget,
+    plan_chunks,
+    run_with_retry,
     work_bytes,
 )
-from arraymel._cupy.params import band_table, mel_launch, mel_params
+from arraymel._cupy.params import mel_launch, mel_params
 from arraymel._cupy.plans import PlanCache
 from arraymel.core.filterbank import filterbank_host
+from arraymel.core.plan import band_table
 
 MiB = 2**20
 
@@ -317,8 +325,8 @@ def test_three_tap_window_is_exact_in_float64():
     """The identity the pitched layout relies on: rfft(w * x) == a X[k] + b (X[k-1] + X[k+1]) for the
     periodic Hann/Hamming window, with X[-1] = conj(X[1]) and X[N/2+1] = conj(X[N/2-1]), odd and even N."""
     rng = np.random.default_rng(1)
-    from arraymel.core.windows import periodic_window
     from arraymel._cupy.params import WINDOW_TAPS
+    from arraymel.core.windows import periodic_window
 
     for n in (2, 3, 4, 5, 8, 63, 64, 400, 2048):
         x = rng.standard_normal(n)

@@ -12,10 +12,10 @@ import difflib
 
 import numpy as np
 import pytest
-
-from arraymel._cupy import kernels
 from cuda_cpu import EmuOps, KernelError, build, build_all_kernels
 from cuda_cpu.build import library_path, translate
+
+from arraymel._cupy import kernels
 
 RULES = r"""
 // mode 0: correct. 1: threads at two different __syncthreads. 2: lane 5 exits before the shuffle.

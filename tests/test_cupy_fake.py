@@ -16,10 +16,11 @@ import sys
 import types
 
 import numpy as np
-import pytest
-
 import oracle
+import pytest
 from _helpers import assert_db_close
+from kernel_sources import force_layout
+
 from arraymel._config import MelConfig
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*mel bands receive no FFT bin:UserWarning")
@@ -91,8 +92,9 @@ class FakeRuntimeError(RuntimeError):
 
 
 def make_fake_cupy(limit_bytes: list) -> types.ModuleType:
-    from arraymel._cupy.engine import FftLayout
     from cuda_cpu import EmuOps
+
+    from arraymel._cupy.engine import FftLayout
 
     cupy = types.ModuleType("cupy")
     cuda = types.ModuleType("cupy.cuda")
@@ -184,8 +186,9 @@ class FakeKernels:
         self.launches = []
 
     def function(self, device_id, kernel, dtype_name, in_dtype_name=None):
-        from arraymel._cupy import kernels
         from cuda_cpu import EmuOps
+
+        from arraymel._cupy import kernels
 
         key = (device_id, kernel, dtype_name, in_dtype_name if kernel in kernels.INPUT_KERNELS else None)
         if key not in self.keys:
@@ -263,7 +266,7 @@ def test_state_through_raw_addresses(fake_pipeline, params, dtype):
     st = pl.CupyState(MelConfig.create(**params), dtype, 0)
     ref = oracle.mel_spectrogram(x.astype(np.float64), **params)
     for layout in (["gather", "inplace"] if st.params.inplace_ok else ["gather"]):
-        st.force_path = layout
+        force_layout(st, layout)
         for budget in (None, 200_000):
             out = st(cp.asarray(x), max_memory=budget)
             assert isinstance(out, FakeArray) and out.dtype == np.dtype(dtype) and out.shape == ref.shape

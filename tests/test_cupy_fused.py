@@ -5,7 +5,7 @@
   ``numpy.fft``; the twiddle table; the launch shape's limits; which sizes fall back to cuFFT.
 - The kernel text itself on the CPU emulator of tests/cuda_cpu (guarded buffers, fibers, barriers):
   the engine (:class:`~arraymel._cupy.fused.FusedEngine`) launching ``am_fused_mel`` and the clip,
-  against the float64 oracle (SPEC.md's tolerances by power-equivalent band) on every case of
+  against the float64 oracle (docs/semantics.md's tolerances by power-equivalent band) on every case of
   tests/test_parity_oracle.py whose size the kernel covers, on every supported size in float32 and
   float64 (and against the cuFFT path's kernels on the same emulator), every input type, strided,
   short and empty input, NaN, a schedule-shuffled run; planted bugs (a wrong twiddle, a missing
@@ -19,30 +19,41 @@ import types
 import warnings
 
 import numpy as np
+import oracle
 import pytest
-
-import arraymel
 import spec_bands
 from _helpers import assert_db_close, max_abs_diff
-from arraymel import _backend
-from arraymel._config import MelConfig
-from arraymel._cupy.engine import Constants, consts_host
-from arraymel._cupy.fused import (
-    FusedEngine, fused_launch, fused_unsupported, pack_radices, radix_plan, twiddle_table, twiddles_host,
-)
-from arraymel._cupy.fused_kernels import FUSED_MAX_BUTTERFLIES
-from arraymel._cupy.kernels import BLOCK, SMEM_LIMIT
-from arraymel._cupy.params import decode_key, mel_params
-import oracle
 from cuda_cpu import EmuOps, KernelError, build_many, emulated_engine
 from cuda_cpu.scale import ScaleOps
-from arraymel._cupy.fused_kernels import FUSED_KERNELS, FUSED_PARAMS, FUSED_SOURCE, fused_name_expression
-from arraymel._cupy.kernels import COMPUTE_CTYPES, INPUT_CTYPES, pack_args
 from fused_model import power_rows, stockham, unpack_radices
+from kernel_sources import decode_key
 from test_cupy_emulated import GRID, _signal
 from test_cupy_fake import fake_pipeline  # noqa: F401 - the fixture (a NumPy stand-in for CuPy)
 from test_cupy_scale import frame_oracle, sampled_signal, scale_setup
 from test_parity_oracle import CASE_NAMES, CASES, input_as, oracle_output
+
+import arraymel
+from arraymel import _backend
+from arraymel._config import MelConfig
+from arraymel._cupy.engine import Constants, consts_host
+from arraymel._cupy.fused import (
+    FusedEngine,
+    fused_launch,
+    fused_unsupported,
+    pack_radices,
+    radix_plan,
+    twiddle_table,
+    twiddles_host,
+)
+from arraymel._cupy.fused_kernels import (
+    FUSED_KERNELS,
+    FUSED_MAX_BUTTERFLIES,
+    FUSED_PARAMS,
+    FUSED_SOURCE,
+    fused_name_expression,
+)
+from arraymel._cupy.kernels import BLOCK, COMPUTE_CTYPES, INPUT_CTYPES, SMEM_LIMIT, pack_args
+from arraymel._cupy.params import mel_params
 
 #: The sizes the issue asks for, and two more that need radix 3 and a lone radix 5.
 SIZES = [256, 320, 400, 512, 1024, 2048, 4096]
@@ -50,7 +61,7 @@ EXTRA_SIZES = [384, 600, 20]
 
 
 def assert_spec_close(out, expected, dtype: str, params: dict) -> dict:
-    """SPEC.md's tolerances (tests/spec_bands.py) for a config's output."""
+    """docs/semantics.md's tolerances (tests/spec_bands.py) for a config's output."""
     return spec_bands.assert_spec_close(out, expected, dtype=dtype, power_to_db=params.get("power_to_db", True),
                                         mag_exp=params.get("mag_exp", 2.0))
 
@@ -163,7 +174,8 @@ FUSED_CASES = [n for n in CASE_NAMES if fused_unsupported(CASES[n]["params"].get
 
 
 def test_the_grid_covers_most_cases():
-    assert len(FUSED_CASES) >= 70 and {CASES[n]["params"].get("fft_length", 2048) for n in FUSED_CASES} >= {256, 400, 512, 1024, 2048}
+    sizes = {CASES[n]["params"].get("fft_length", 2048) for n in FUSED_CASES}
+    assert len(FUSED_CASES) >= 70 and sizes >= {256, 400, 512, 1024, 2048}
 
 
 @pytest.mark.parametrize("name", FUSED_CASES)
@@ -312,8 +324,9 @@ class FusedFakeKernels:
         self.launches = []
 
     def function(self, device_id, kernel, dtype_name, in_dtype_name=None):
-        from arraymel._cupy.kernels import Ptr
         from test_cupy_fake import _owner
+
+        from arraymel._cupy.kernels import Ptr
 
         def call(grid, block, args, shared_mem=0):
             conv = []
@@ -328,7 +341,7 @@ class FusedFakeKernels:
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_cupy_state_runs_the_fused_kernel_through_raw_addresses(fake_pipeline, monkeypatch, dtype):
+def test_cupy_state_runs_the_fused_kernel_through_raw_addresses(fake_pipeline, monkeypatch, dtype):  # noqa: F811
     pl, cp = fake_pipeline.pipeline, fake_pipeline.cupy
     fused = FusedFakeKernels()
     monkeypatch.setattr(pl, "FUSED_KERNEL_CACHE", fused)
@@ -342,7 +355,7 @@ def test_cupy_state_runs_the_fused_kernel_through_raw_addresses(fake_pipeline, m
     assert_spec_close(np.asarray(out), oracle.mel_spectrogram(x.astype(np.float64), **params), dtype, params)
 
 
-def test_cupy_state_falls_back_to_cufft_for_other_sizes(fake_pipeline):
+def test_cupy_state_falls_back_to_cufft_for_other_sizes(fake_pipeline):  # noqa: F811 - the fixture
     pl, cp = fake_pipeline.pipeline, fake_pipeline.cupy
     st = pl.CupyState(MelConfig.create(fft_length=511, sequence_stride=128, num_mel_bins=40), "float32", 0, fft="fused")
     assert st.fft_path == "cufft" and "odd" in st.fallback_reason
@@ -405,7 +418,7 @@ class FusedScaleOps(ScaleOps):
         self.grids.setdefault(kernel, set()).add(grid)
         tiles, fpb = int(a["tiles"]), int(a["fpb"])
         ids = self._corners_and_random(grid) | {b * tiles + f // fpb for b, f in self.samples}
-        self.sample = lambda expression, g, chosen=sorted(ids): chosen
+        self.sample = lambda expression, g, chosen=sorted(ids): chosen  # noqa: B008 - sorted once, here
         self.blocks_run[kernel] = self.blocks_run.get(kernel, 0) + len(ids)
         try:
             FusedEmuOps.launch(self, kernel, dtype_name, in_dtype_name, grid, block, smem, args)

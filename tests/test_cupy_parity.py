@@ -19,15 +19,16 @@ import os
 import warnings
 
 import numpy as np
-import pytest
-
-import arraymel
 import oracle
+import pytest
 from _helpers import assert_db_close, assert_power_close, to_numpy
-from arraymel._config import MelConfig
+from kernel_sources import force_layout
 from spec_bands import assert_spec_close
 from test_cupy_emulated import GRID, _signal
 from test_parity_oracle import CASE_NAMES, CASES, KNOWN_F32_NEAR, check, input_as, oracle_output, run_arraymel
+
+import arraymel
+from arraymel._config import MelConfig
 
 BIG = 2**40
 
@@ -95,7 +96,7 @@ class Runner:
             return out, None if plan is None else plan.path
         import cupy
 
-        self.state.force_path = layout
+        force_layout(self.state, layout)
         out = self.state(cupy.asarray(x), max_memory=budget)
         assert isinstance(out, cupy.ndarray)
         return out.get(), self.state.last_call.path

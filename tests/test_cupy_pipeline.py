@@ -8,13 +8,14 @@ GPU only: every test is marked ``gpu`` and skipped where CuPy finds no device.
 from __future__ import annotations
 
 import numpy as np
+import oracle
 import pytest
+from _helpers import assert_db_close, assert_meta
+from kernel_sources import force_layout
+from test_cupy_emulated import _signal
 
 import arraymel
-import oracle
-from _helpers import assert_db_close, assert_meta
 from arraymel._config import MelConfig
-from test_cupy_emulated import _signal
 
 pytestmark = pytest.mark.gpu
 
@@ -153,7 +154,7 @@ def test_every_output_element_is_written(cp):
     st.ops.empty = poisoned
     x = cp.asarray(_signal((5, 12345)).astype(np.float32))
     for layout in ("gather", "inplace"):
-        st.force_path = layout
+        force_layout(st, layout)
         for budget in (2**30, 60_000):
             out = st(x, max_memory=budget)
             assert not bool(cp.isnan(out).any())

@@ -13,14 +13,15 @@ import math
 import warnings
 
 import numpy as np
-import pytest
-
 import oracle
+import pytest
+from cuda_cpu.scale import ScaleOps
+from kernel_sources import decode_key
+from spec_bands import assert_spec_close
+
 from arraymel._config import MelConfig
 from arraymel._cupy.engine import Constants, Engine, consts_host
-from arraymel._cupy.params import decode_key, mel_params
-from cuda_cpu.scale import ScaleOps
-from spec_bands import assert_spec_close
+from arraymel._cupy.params import mel_params
 
 pytestmark = pytest.mark.slow
 

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
-
 import oracle
+import pytest
 from f32_floor import assert_float32_floor, float32_bounds, float32_floor, frames_rounded_mel
 from spec_bands import F32_BANDS, db_band_errors
 

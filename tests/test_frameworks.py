@@ -252,7 +252,8 @@ def test_cuda_tensor_plan_and_device_checks():
 def test_cuda_tensor_without_cupy_says_what_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "cupy", None)  # import cupy raises ImportError
     x = torch.from_numpy(X).as_subclass(CudaTensor)
-    with pytest.raises(ImportError, match=r"CUDA torch tensor .* needs CuPy: pip install 'arraymel\[cuda12\]'.*backend='generic'"):
+    with pytest.raises(ImportError,
+                       match=r"CUDA torch tensor .* needs CuPy: pip install 'arraymel\[cuda12\]'.*backend='generic'"):
         arraymel.mel_spectrogram(x, **KW)
 
 
@@ -276,7 +277,8 @@ def test_torch_module_computes_like_the_function_and_moves_its_buffers():
     x = torch.from_numpy(X.copy())
     np.testing.assert_array_equal(mel(x).numpy(), arraymel.mel_spectrogram(X, **KW))
     assert mel.window.shape == (512,) and mel.filterbank.shape == (257, 40)
-    np.testing.assert_array_equal(mel.filterbank.numpy(), arraymel.mel_filterbank(**{k: KW[k] for k in ("num_mel_bins", "fft_length")}).astype(np.float32))
+    fb = arraymel.mel_filterbank(**{k: KW[k] for k in ("num_mel_bins", "fft_length")})
+    np.testing.assert_array_equal(mel.filterbank.numpy(), fb.astype(np.float32))
     assert mel.state_dict() == {}  # constants follow from the parameters
     moved = mel.to("meta")
     assert moved.window.device.type == "meta" and moved.filterbank.device.type == "meta"

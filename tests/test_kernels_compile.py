@@ -20,6 +20,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import kernel_sources
 import pytest
 
 from arraymel._cupy import fused_kernels, kernels
@@ -48,8 +49,8 @@ def nvcc_unit(source: str, expressions: list[str]) -> str:
 
 
 #: The translation units: the cuFFT path's kernels and the fused kernels.
-UNITS = {"kernels": lambda: nvcc_unit(kernels.SOURCE, kernels.all_name_expressions()),
-         "fused": lambda: nvcc_unit(fused_kernels.FUSED_SOURCE, fused_kernels.all_fused_name_expressions())}
+UNITS = {"kernels": lambda: nvcc_unit(kernels.SOURCE, kernel_sources.all_name_expressions()),
+         "fused": lambda: nvcc_unit(fused_kernels.FUSED_SOURCE, kernel_sources.all_fused_name_expressions())}
 
 
 def _build_all(d: Path) -> dict:
@@ -101,7 +102,7 @@ def test_every_kernel_compiles(compiled, arch):
     assert cubin.is_file() and cubin.stat().st_size > 0
     entries = re.findall(r"Compiling entry function '(\w+)' for '(\w+)'", report)
     assert {a for _, a in entries} == {arch}
-    assert len(entries) == len(kernels.all_name_expressions()), "an instantiation is missing"
+    assert len(entries) == len(kernel_sources.all_name_expressions()), "an instantiation is missing"
     for name in ("am_pad_reflect", "am_frames_window", "am_mel_smem", "am_mel_direct", "am_clip_top_db"):
         assert any(name in e for e, _ in entries), name
 
@@ -155,7 +156,7 @@ def test_every_fused_kernel_compiles_without_spills(built, arch):
     assert rc == 0, f"nvcc failed for the fused kernels on {arch}:\n{report}"
     assert cubin.is_file() and cubin.stat().st_size > 0
     res = entry_resources(report)
-    assert len(res) == len(fused_kernels.all_fused_name_expressions()), "an instantiation is missing"
+    assert len(res) == len(kernel_sources.all_fused_name_expressions()), "an instantiation is missing"
     frames = re.findall(r"(\d+) bytes stack frame, (\d+) bytes spill stores, (\d+) bytes spill loads", report)
     assert frames and all(f == ("0", "0", "0") for f in frames), report
     for entry, (regs, _smem) in res.items():
@@ -165,4 +166,4 @@ def test_every_fused_kernel_compiles_without_spills(built, arch):
 
 def test_fused_source_is_self_contained():
     assert "#include" not in fused_kernels.FUSED_SOURCE
-    assert kernels.parse_signatures(fused_kernels.FUSED_SOURCE) == fused_kernels.FUSED_PARAMS
+    assert kernel_sources.parse_signatures(fused_kernels.FUSED_SOURCE) == fused_kernels.FUSED_PARAMS

@@ -4,13 +4,13 @@ The goldens (``tests/keras_goldens/goldens.npz`` + ``cases.json``) were produced
 ``tests/keras_goldens/generate.py`` with ``keras.layers.MelSpectrogram`` on the NumPy
 backend; the inputs are stored beside the outputs, so these tests need no Keras.
 
-Tolerances are SPEC.md's, to real Keras: dB outputs <= 2e-3 dB for values within 80 dB of
+Tolerances are docs/semantics.md's, to real Keras: dB outputs <= 2e-3 dB for values within 80 dB of
 the maximum, <= 2e-2 dB below that; power/magnitude outputs ``|a - b| <= 1e-4 |b| + 1e-6
-max|b|``. One documented exception: Keras builds its filterbank in float32, SPEC.md in
-float64. Where that alone puts the exact float64 evaluation of SPEC.md (``tests/oracle.py``)
+max|b|``. One documented exception: Keras builds its filterbank in float32, docs/semantics.md in
+float64. Where that alone puts the exact float64 evaluation of docs/semantics.md (``tests/oracle.py``)
 more than 1e-3 dB from Keras (the gap recorded per case in ``cases.json``; it happens with
 ``window=None`` and a bin-centred tone on the tiny-weight edge of a band), the bound used is
-that gap + 1e-3 dB (SPEC.md's own float32-to-float64 tolerance), i.e. the triangle inequality,
+that gap + 1e-3 dB (docs/semantics.md's own float32-to-float64 tolerance), i.e. the triangle inequality,
 never less than 2e-3.
 
 The live tests also check Keras configs both ways (get_config / to_keras_config / from_config with
@@ -30,11 +30,11 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
+import oracle
 import pytest
+from _helpers import assert_db_close, assert_meta, assert_power_close, to_numpy
 
 import arraymel
-import oracle
-from _helpers import assert_db_close, assert_meta, assert_power_close, to_numpy
 
 GOLDEN_DIR = Path(__file__).resolve().parent / "keras_goldens"
 META = json.loads((GOLDEN_DIR / "cases.json").read_text())
@@ -43,8 +43,8 @@ with np.load(GOLDEN_DIR / "goldens.npz") as _z:
 CASES = {c["name"]: c for c in META["cases"]}
 CASE_NAMES = list(CASES)
 
-DB_NEAR, DB_FAR = 2e-3, 2e-2  # SPEC.md: dB to real Keras, within / below 80 dB of the maximum
-ORACLE_NEAR = 1e-3  # SPEC.md: float32 to the float64 evaluation, within 80 dB
+DB_NEAR, DB_FAR = 2e-3, 2e-2  # docs/semantics.md: dB to real Keras, within / below 80 dB of the maximum
+ORACLE_NEAR = 1e-3  # docs/semantics.md: float32 to the float64 evaluation, within 80 dB
 
 RESULTS: dict[tuple[str, str], str] = {}
 
@@ -92,7 +92,7 @@ def keras_db_tolerance(case: dict) -> float:
 
 
 def compare_db(actual, expected, near_tol: float, far_tol: float, **meta) -> tuple[float, float]:
-    """SPEC.md's split dB check; returns (max diff within 80 dB of the max, max diff below)."""
+    """docs/semantics.md's split dB check; returns (max diff within 80 dB of the max, max diff below)."""
     assert_meta(actual, **meta)
     a = to_numpy(actual).astype(np.float64)
     b = to_numpy(expected).astype(np.float64)
@@ -109,7 +109,7 @@ def compare_db(actual, expected, near_tol: float, far_tol: float, **meta) -> tup
 
 
 def compare_power(actual, expected, **meta) -> float:
-    """SPEC.md's power check on the non-NaN entries (NaN positions must agree); returns the max relative diff."""
+    """docs/semantics.md's power check on the non-NaN entries (NaN positions must agree); returns the max relative diff."""
     assert_meta(actual, **meta)
     a = to_numpy(actual).astype(np.float64)
     b = to_numpy(expected).astype(np.float64)
@@ -144,7 +144,8 @@ def _summary():
     if not RESULTS:
         return
     labels = sorted({label for label, _ in RESULTS})
-    print(f"\n\narraymel vs Keras {META['keras_version']} goldens/live: max |diff| within 80 dB / below (dB), or max relative (power)")
+    print(f"\n\narraymel vs Keras {META['keras_version']} goldens/live: "
+          "max |diff| within 80 dB / below (dB), or max relative (power)")
     width = max(len(n) for n in CASE_NAMES)
     print(f"{'case':{width}s}  " + "  ".join(f"{lab:30s}" for lab in labels))
     for name in CASE_NAMES:
@@ -167,7 +168,7 @@ def test_golden_set_is_complete():
         assert list(y.shape) == case["keras_output"]["shape"] and str(y.dtype) == case["keras_output"]["dtype"], name
         p = case["params"]
         fft, hop = p.get("fft_length", 2048), p.get("sequence_stride", 512)
-        frames = 1 + (x.shape[-1] + 2 * (fft // 2) - fft) // hop  # SPEC.md step 3
+        frames = 1 + (x.shape[-1] + 2 * (fft // 2) - fft) // hop  # docs/semantics.md step 3
         assert y.shape == x.shape[:-1] + (p.get("num_mel_bins", 128), frames), name
     # the coverage the golden set promises
     params = [c["params"] for c in CASES.values()]
@@ -182,7 +183,7 @@ def test_golden_set_is_complete():
 
 @pytest.mark.parametrize("name", CASE_NAMES)
 def test_oracle_matches_goldens(name):
-    """The float64 evaluation of SPEC.md is within SPEC.md's tolerance of Keras (a check of both oracles)."""
+    """The float64 evaluation of docs/semantics.md is within docs/semantics.md's tolerance of Keras (a check of both oracles)."""
     case = CASES[name]
     expected = oracle.mel_spectrogram(case_input(case), **case_params(case))
     golden = case_golden(case)
@@ -238,7 +239,7 @@ def keras_layer_cls():
         pytest.fail(f"keras not importable ({type(exc).__name__}: {exc}); it is in the test extra with the jax its "
                     "NumPy backend imports: pip install -e '.[test]'")
     if keras.backend.backend() not in ("numpy", "jax"):
-        pytest.skip(f"Keras backend {keras.backend.backend()!r}: SPEC.md's reference is the NumPy/JAX backend")
+        pytest.skip(f"Keras backend {keras.backend.backend()!r}: docs/semantics.md's reference is the NumPy/JAX backend")
     return keras.layers.MelSpectrogram
 
 
@@ -372,7 +373,7 @@ FILTERBANK_WORST = [
 @pytest.mark.parametrize(("params", "seed", "exact_gap"), FILTERBANK_WORST, ids=["1.53dB", "0.103dB", "0.094dB"])
 def test_filterbank_keras_gives_kerass_numbers_where_float64_differs_most(params, seed, exact_gap, keras_layer_cls):
     """Beyond Keras's own float32 rounding (|Keras - the float64 evaluation with Keras's filterbank|), arraymel with
-    ``filterbank="keras"`` adds at most SPEC.md's float32 bound (measured: 1.5e-5 dB over 672 configurations);
+    ``filterbank="keras"`` adds at most docs/semantics.md's float32 bound (measured: 1.5e-5 dB over 672 configurations);
     the exact filterbank is ``exact_gap`` dB away there."""
     from keras_goldens.filterbank_search import tones_input
 

@@ -22,11 +22,11 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
+import oracle
 import pytest
+from _helpers import F32_DB_BANDS, assert_db_banded, assert_db_close, assert_meta, assert_power_close, to_numpy
 
 import arraymel
-import oracle
-from _helpers import F32_DB_BANDS, assert_db_banded, assert_db_close, assert_meta, assert_power_close, to_numpy
 
 GOLDEN_DIR = Path(__file__).resolve().parent / "keras_goldens"
 META = json.loads((GOLDEN_DIR / "cases.json").read_text())
@@ -82,7 +82,8 @@ def _extension_cases() -> dict[str, dict]:
     quiet_tail[2000:] *= 1e-4
     return {
         "ext_top_db_none": {"params": {**small, "top_db": None}, "x": quiet_tail.astype(np.float32)},
-        "ext_top_db_none_min_power": {"params": {**small, "top_db": None, "min_power": 1e-5, "ref_power": -3.0}, "x": quiet_tail.astype(np.float32)},
+        "ext_top_db_none_min_power": {"params": {**small, "top_db": None, "min_power": 1e-5, "ref_power": -3.0},
+                                      "x": quiet_tail.astype(np.float32)},
         "ext_scope_example_60db": {
             "params": {**small, "top_db_scope": "example"},
             "x": _signal(rng, (2, 4000), gains_db=[0.0, -60.0]).astype(np.float32),
@@ -100,7 +101,8 @@ def _extension_cases() -> dict[str, dict]:
             "x": _signal(rng, (2, 2, 2, 700), gains_db=[0, -5, -10, -15, -20, -25, -30, -35]).astype(np.float32),
         },
         "ext_4d_example_scope_power": {
-            "params": {"fft_length": 128, "sequence_stride": 32, "num_mel_bins": 24, "power_to_db": False, "top_db_scope": "example"},
+            "params": {"fft_length": 128, "sequence_stride": 32, "num_mel_bins": 24, "power_to_db": False,
+                       "top_db_scope": "example"},
             "x": _signal(rng, (2, 1, 3, 700)).astype(np.float32),
         },
         "ext_speech_scope_example": {

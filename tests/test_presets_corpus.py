@@ -14,10 +14,10 @@ pytest.importorskip("soundfile")
 pytest.importorskip("soxr")
 
 import soundfile as sf  # noqa: E402
-
-import arraymel.presets as presets  # noqa: E402
 from presets_signal import speechlike  # noqa: E402
 from test_corpus import corpus_cli, rows  # noqa: E402
+
+import arraymel.presets as presets  # noqa: E402
 
 LENGTHS = {"a.wav": 16000, "b.wav": 23456, "c.wav": 5000, "d.wav": 40000, "short.wav": 300}
 OPTIONS = {"librosa": {"sr": 16000}, "whisper": {"n_mels": 128}}

@@ -12,12 +12,12 @@ import math
 
 import numpy as np
 import pytest
-
-import arraymel.presets as presets
-from arraymel._cupy.chunking import work_bytes
 from cuda_cpu import emulated_engine
 from kernel_model import emulated_engine as model_engine
 from presets_signal import speechlike
+
+import arraymel.presets as presets
+from arraymel._cupy.chunking import work_bytes
 
 TOL = 1e-3
 SPAN_60DB = {"whisper": 1.5, "librosa": 60.0, "torchaudio": 60.0, "kaldi": 6.0 * math.log(10.0), "nemo": None}

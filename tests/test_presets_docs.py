@@ -8,7 +8,6 @@ import re
 
 import numpy as np
 import pytest
-
 from test_presets import assert_close_top
 
 DOC = pathlib.Path(__file__).resolve().parents[1] / "docs" / "presets.md"

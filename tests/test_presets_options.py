@@ -16,10 +16,10 @@ import pathlib
 
 import numpy as np
 import pytest
-
-import arraymel.presets as presets
 from presets_signal import speechlike
 from test_presets import SPAN_60DB, assert_close_top
+
+import arraymel.presets as presets
 
 BACKENDS = ("numpy", "generic")
 #: The bound of arraymel against real torchaudio (float32 goldens): torchaudio evaluates its filterbank and its
@@ -470,17 +470,62 @@ def test_kaldi_dither():
 
 
 def test_kaldi_refuses_what_kaldi_refuses():
-    import kaldi_native_fbank as knf
-
     x = speechlike(4000, 16000)
     for opts, match in (({"num_mel_bins": 200}, "receive no FFT bin"), ({"high_freq": 9000.0}, "Nyquist"),
                         ({"low_freq": 8000.0}, "Nyquist"), ({"num_mel_bins": 2}, "at least 3")):
         with pytest.raises(ValueError, match=match):
             presets.kaldi(**opts)
         if opts.get("num_mel_bins") != 2:  # (kaldi-native-fbank aborts on this one instead of raising)
-            with pytest.raises(Exception):
+            with pytest.raises(Exception):  # noqa: B017  (kaldi-native-fbank raises a bare RuntimeError or its own type)
                 kaldi_native(x, opts)
-    assert isinstance(knf.FbankOptions(), knf.FbankOptions)
+
+
+@pytest.mark.parametrize("snip, short", [(True, 399), (False, 79)])
+def test_kaldi_refuses_a_signal_kaldi_gives_no_frame(snip, short):
+    """At the boundary, both ways of framing: one sample fewer and Kaldi returns no frame (the preset refuses it with
+    the option and the length it needs), one more and both give one frame."""
+    import kaldi_native_fbank as knf
+
+    x = speechlike(short + 1, 16000, seed=4) * 32768
+    o = knf.FbankOptions()
+    o.frame_opts.dither, o.frame_opts.snip_edges = 0.0, snip
+    fb = knf.OnlineFbank(o)
+    fb.accept_waveform(16000, x[:short].tolist())
+    fb.input_finished()
+    assert fb.num_frames_ready == 0
+    with pytest.raises(ValueError, match=rf"kaldi: x has {short} samples: with snip_edges={snip}.*at least {short + 1} "):
+        presets.kaldi(snip_edges=snip)(x[:short])
+    ref = kaldi_native(x, {"snip_edges": snip})
+    assert ref.shape[1] == 1
+    np.testing.assert_allclose(presets.kaldi(snip_edges=snip)(x), ref, rtol=0, atol=1e-3)
+
+
+def test_an_empty_signal_is_refused_saying_why():
+    with pytest.raises(ValueError, match=r"librosa: x has 0 samples: there is no signal to transform, so at least 1 "
+                                         r"sample is needed\.$"):
+        presets.librosa()(np.zeros(0, np.float32))
+
+
+@pytest.mark.parametrize("make", [presets.whisper, presets.nemo])
+def test_n_mels_and_feature_size_are_one_option(make):
+    """openai-whisper's/NeMo's n_mels and transformers' feature_size: either, or both when equal; both given and
+    different is an error, also when n_mels is given as 80 (its default: it was then silently overridden)."""
+    assert make(feature_size=64).options["n_mels"] == 64 == make(n_mels=64, feature_size=64).options["n_mels"]
+    assert make().options["n_mels"] == 80 == make(n_mels=80).options["n_mels"]
+    for n_mels, feature_size in ((80, 128), (64, 128)):
+        with pytest.raises(TypeError, match=rf"n_mels={n_mels} and feature_size={feature_size} are one option"):
+            make(n_mels=n_mels, feature_size=feature_size)
+
+
+@pytest.mark.parametrize("make, match", [
+    (lambda: presets.librosa(window="no-such-window"), r"librosa: window='no-such-window' is not allowed: "
+                                                       r"scipy.signal.get_window refuses it"),
+    (lambda: presets.librosa(ref=np.max, top_db_scope="batch"), r"librosa: top_db_scope='batch' is not allowed with "
+                                                                r"a callable ref \('max'\).*must be 'example'"),
+])
+def test_librosa_value_errors_name_the_option_and_value(make, match):
+    with pytest.raises(ValueError, match=match):
+        make()
 
 
 # ----------------------------------------------------------------------------------------------- refusals

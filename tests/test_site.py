@@ -1,7 +1,8 @@
 """The documentation site: it builds warning-free, every internal link resolves, and it renders in a real browser.
 
 The site is built here (``make docs``'s command, without network where ``unshare -n`` is allowed) when
-``docs/_build/html`` is missing or older than any of its sources, so ``make test`` covers it from a fresh clone. The browser is Debian's ``chromium``, driven by
+``docs/_build/html`` is missing or older than any of its sources, so ``make test`` covers it from a fresh
+clone. The browser is Debian's ``chromium``, driven by
 Playwright's Python client through ``executable_path`` (Playwright's own browser download is never used);
 ``.ci/run`` installs it, and without it the browser test skips saying so (in CI it fails instead).
 Screenshots go to ``docs/_build/screenshots``.

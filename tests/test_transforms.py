@@ -34,7 +34,8 @@ def test_get_config_round_trips_through_json():
 def test_a_keras_layer_config_loads():
     # the shape of keras.layers.MelSpectrogram(...).get_config() in Keras 3
     keras_cfg = {"name": "mel_spectrogram", "trainable": True,
-                 "dtype": {"module": "keras", "class_name": "DTypePolicy", "config": {"name": "float32"}, "registered_name": None},
+                 "dtype": {"module": "keras", "class_name": "DTypePolicy", "config": {"name": "float32"},
+                           "registered_name": None},
                  "fft_length": 1024, "sequence_stride": 256, "sequence_length": None, "window": "hann",
                  "sampling_rate": 22050, "num_mel_bins": 64, "min_freq": 20.0, "max_freq": None, "power_to_db": True,
                  "top_db": 80.0, "mag_exp": 2.0, "min_power": 1e-10, "ref_power": 1.0}

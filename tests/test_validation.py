@@ -1,4 +1,4 @@
-"""Every row of SPEC.md's parameter table: its error (naming parameter, value and what is allowed) or its meaning."""
+"""Every row of the parameters of docs/semantics.md: its error (naming parameter, value and what is allowed) or its meaning."""
 
 from __future__ import annotations
 
@@ -22,7 +22,8 @@ def mel(x=X, **kw):
 
 
 BAD = [
-    ("fft_length", 0, ValueError), ("fft_length", -4, ValueError), ("fft_length", 2.5, TypeError), ("fft_length", True, TypeError),
+    ("fft_length", 0, ValueError), ("fft_length", -4, ValueError), ("fft_length", 2.5, TypeError),
+    ("fft_length", True, TypeError),
     ("sequence_stride", 0, ValueError), ("sequence_stride", "8", TypeError),
     ("sequence_length", -1, ValueError), ("sequence_length", 513, ValueError), ("sequence_length", 1.5, TypeError),
     ("window", "blackman", ValueError), ("window", np.ones(100), ValueError), ("window", 3, TypeError),

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 import arraymel
-from arraymel._numpy import pipeline
 from arraymel import _threads as _workers
+from arraymel._numpy import pipeline
 from arraymel._threads import binding, pool
 
 X = np.random.default_rng(3).standard_normal((3, 160000)).astype(np.float32)  # 3 clips of 10 s: 6 tiles or more

@@ -2,10 +2,11 @@
 
 Modules, by idea (only :mod:`arraymel._cupy.pipeline` imports CuPy, and only when it is used):
 
-- :mod:`~arraymel._cupy.kernels`: the CUDA C++ sources (module-level constants), the argument
-  lists the Python side must pass, and the compile cache (one module per device and dtype).
-- :mod:`~arraymel._cupy.params`: what a :class:`~arraymel.MelConfig` means for the kernels
-  (window taps, magnitude mode, the sparse band table, launch shapes, the ordered max keys).
+- ``cuda/*.cuh``: the CUDA C++ sources, package data.
+- :mod:`~arraymel._cupy.kernels`: reads them (``importlib.resources``), the argument lists the Python
+  side must pass, and the compile cache (one module per device and dtype).
+- :mod:`~arraymel._cupy.params`: what a :class:`~arraymel.MelConfig`'s host plan
+  (:mod:`arraymel.core.plan`) means for the kernels (window taps, magnitude mode, launch shapes).
 - :mod:`~arraymel._cupy.chunking`: the work-area budget, the batch/time chunk planner and the
   out-of-memory retry, all pure Python.
 - :mod:`~arraymel._cupy.plans`: the bounded LRU of cuFFT plans (and their work areas).

@@ -17,8 +17,9 @@ shapes (two cuFFT plans) occur per call.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from typing import Any
 
 #: Largest element count of one buffer or kernel index space (32-bit indices in the kernels, int
 #: sizes in cuFFT's plan interface).

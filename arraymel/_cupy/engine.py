@@ -2,7 +2,8 @@
 
 ``ops`` allocates buffers, launches a named kernel with its packed arguments (checked by
 :func:`arraymel._cupy.kernels.pack_args`; pointers are :class:`~arraymel._cupy.kernels.Ptr`, an
-array plus an element offset) and runs a batched real FFT with a given layout. :class:`arraymel._cupy.pipeline.CupyOps` does this with CuPy (NVRTC kernels, cached
+array plus an element offset) and runs a batched real FFT with a given layout.
+:class:`arraymel._cupy.pipeline.CupyOps` does this with CuPy (NVRTC kernels, cached
 cuFFT plans, the current stream); the tests' ``tests/cuda_cpu`` runs the same kernel text compiled
 with g++ on the CPU, so that every index and layout computed here is tested without a GPU.
 
@@ -20,7 +21,7 @@ After the last chunk, when ``top_db`` clips: one ``am_clip_top_db`` over the out
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from arraymel._cupy.chunking import ChunkPlan, Problem, RetryLog, min_budget, plan_chunks, run_with_retry
 from arraymel._cupy.kernels import BLOCK, CLIP_ITEMS, INPUT_CTYPES, PAD_ITEMS, Prepared, Ptr, Unbound
@@ -39,14 +40,6 @@ class FftLayout:
     batch: int
     odist: int
     dtype_name: str
-
-
-class Ops(Protocol):  # pragma: no cover - documentation of the interface
-    def empty(self, shape: int | tuple, dtype_name: str) -> Any: ...
-    def zeros(self, n: int, dtype_name: str) -> Any: ...
-    def launch(self, kernel: str, dtype_name: str, in_dtype_name: str | None, grid: tuple, block: tuple,
-               smem: int, args: tuple) -> None: ...
-    def rfft(self, layout: FftLayout, src: Any, dst: Any) -> None: ...
 
 
 @dataclass
@@ -81,7 +74,7 @@ class Engine:
     def plan(self, batch: int, samples: int, budget: int, path: str | None = None) -> ChunkPlan:
         prob = self.problem(batch, samples)
         plan = plan_chunks(prob, budget)
-        if path is not None and path != plan.path:  # tests force a layout
+        if path is not None and path != plan.path:  # a layout asked for (the engine tests run both)
             if path == "inplace" and not prob.inplace_ok:
                 raise ValueError("the pitched (in-place FFT) layout needs window=None or a named window over the whole frame")
             from arraymel._cupy.chunking import _plan_path

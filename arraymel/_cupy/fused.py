@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -74,7 +75,7 @@ def twiddle_table(n_fft: int) -> np.ndarray:
     return out
 
 
-def framing_unsupported(params: MelParams) -> str | None:
+def framing_unsupported(params: Any) -> str | None:
     """Why the fused kernel cannot frame this configuration (None: it can): it reads centred, reflect-padded
     frames only (the presets' zero padding, Kaldi's frames and frame step run on the cuFFT path)."""
     if params.frame_step:
@@ -84,6 +85,14 @@ def framing_unsupported(params: MelParams) -> str | None:
     if params.frame_span != params.n_fft:
         return "center=False is on the cuFFT path"
     return None
+
+
+def fallback_reason(cfg: Any, dtype_name: str) -> str | None:
+    """Why ``backend="cupy-fused"`` computes the :class:`~arraymel.MelConfig` ``cfg`` with the cuFFT kernels
+    (None: the fused kernel computes it): its framing (:func:`framing_unsupported`) or its size."""
+    framing = SimpleNamespace(frame_step=int(cfg.frame_step == "kaldi"), zero_pad=int(cfg.pad_mode == "constant"),
+                              frame_span=cfg.frame_span, n_fft=cfg.fft_length)
+    return framing_unsupported(framing) or fused_unsupported(cfg.fft_length, dtype_name)
 
 
 def fused_unsupported(n_fft: int, dtype_name: str) -> str | None:

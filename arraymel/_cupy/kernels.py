@@ -1,4 +1,5 @@
-"""CUDA sources of the GPU path, the arguments each kernel takes, and the compile cache.
+"""The CUDA sources of the GPU path (loaded from ``cuda/*.cuh``), the arguments each kernel takes, and the
+compile cache.
 
 The sources are self-contained CUDA C++ (no ``#include``), so that the same text compiles with
 NVRTC at run time (through ``cupy.RawModule``) and with ``nvcc`` in the tests (no GPU needed:
@@ -33,13 +34,16 @@ Kernels (one launch each; see docs/gpu.md for the passes):
 Every kernel's parameter list is declared in :data:`KERNEL_PARAMS`; :func:`pack_args` turns keyword
 values into exactly those C types (a wrong type or a missing argument is a Python error, never a
 silently misread kernel argument), and a test checks the declarations against the sources.
+The sources are the files of ``arraymel/_cupy/cuda/`` (package data, read with ``importlib.resources``),
+concatenated in :data:`SOURCE_FILES` order; the tests' CPU emulator compiles the same text.
 """
 
 from __future__ import annotations
 
-import re
 import threading
-from typing import Any, Mapping
+from collections.abc import Mapping
+from importlib import resources
+from typing import Any
 
 import numpy as np
 
@@ -52,365 +56,22 @@ CLIP_ITEMS = 4
 SMEM_LIMIT = 48 * 1024 - 1024
 
 # --------------------------------------------------------------------------------------- sources
-#: Helpers shared by the kernels: traits per float type, the reflect index, the ordered max key.
-COMMON_SOURCE = r"""
-#define AM_BLOCK 256
-#define AM_PAD_ITEMS 4
-#define AM_CLIP_ITEMS 4
+#: The CUDA files of the cuFFT path, in the order of the translation unit (package data in ``cuda/``).
+SOURCE_FILES = ("common.cuh", "pad.cuh", "frames.cuh", "mel_bands.cuh", "mel_smem.cuh", "mel_direct.cuh", "clip.cuh")
 
-template <typename T> struct am_traits;
 
-template <> struct am_traits<float> {
-    typedef unsigned int key_t;
-    static __device__ __forceinline__ key_t nan_key() { return 0xFFFFFFFFu; }
-    // Order-preserving map of a float to an unsigned key; every NaN maps to the largest key.
-    static __device__ __forceinline__ key_t to_key(float v) {
-        if (v != v) return 0xFFFFFFFFu;
-        const unsigned int b = __float_as_uint(v);
-        return (b & 0x80000000u) ? ~b : (b | 0x80000000u);
-    }
-    static __device__ __forceinline__ float from_key(key_t k) {
-        if (k == 0xFFFFFFFFu) return __int_as_float(0x7FC00000);
-        const unsigned int b = (k & 0x80000000u) ? (k & 0x7FFFFFFFu) : ~k;
-        return __uint_as_float(b);
-    }
-    static __device__ __forceinline__ float log10_(float v) { return log10f(v); }
-    static __device__ __forceinline__ float sqrt_(float v) { return sqrtf(v); }
-    static __device__ __forceinline__ float pow_(float v, float e) { return powf(v, e); }
-};
+def read_source(name: str) -> str:
+    """The text of one CUDA file of ``arraymel/_cupy/cuda/`` (installed with the package)."""
+    return resources.files("arraymel._cupy").joinpath("cuda", name).read_text(encoding="utf-8")
 
-template <> struct am_traits<double> {
-    typedef unsigned long long key_t;
-    static __device__ __forceinline__ key_t nan_key() { return 0xFFFFFFFFFFFFFFFFull; }
-    static __device__ __forceinline__ key_t to_key(double v) {
-        if (v != v) return 0xFFFFFFFFFFFFFFFFull;
-        const unsigned long long b = (unsigned long long)__double_as_longlong(v);
-        return (b & 0x8000000000000000ull) ? ~b : (b | 0x8000000000000000ull);
-    }
-    static __device__ __forceinline__ double from_key(key_t k) {
-        if (k == 0xFFFFFFFFFFFFFFFFull) return __longlong_as_double(0x7FF8000000000000ll);
-        const unsigned long long b = (k & 0x8000000000000000ull) ? (k & 0x7FFFFFFFFFFFFFFFull) : ~k;
-        return __longlong_as_double((long long)b);
-    }
-    static __device__ __forceinline__ double log10_(double v) { return log10(v); }
-    static __device__ __forceinline__ double sqrt_(double v) { return sqrt(v); }
-    static __device__ __forceinline__ double pow_(double v, double e) { return pow(v, e); }
-};
 
-template <typename T> using am_key_t = typename am_traits<T>::key_t;
+def translation_unit(names: tuple[str, ...]) -> str:
+    """The files ``names``, concatenated in order: one self-contained text (no ``#include``)."""
+    return "".join(read_source(n) for n in names)
 
-// Index into [0, n) of position p of the signal extended by reflection (numpy.pad mode="reflect";
-// periodic with period 2 (n - 1), so pads longer than the signal reflect repeatedly). Needs n >= 1:
-// an empty row has no index (Engine.compute rejects it).
-__device__ __forceinline__ long long am_reflect(long long p, long long n) {
-    if (p >= 0 && p < n) return p;
-    if (n == 1) return 0;
-    const long long period = 2 * (n - 1);
-    long long q = (p < 0 ? -p : p) % period;
-    return q >= n ? period - q : q;
-}
 
-// Sample p of a row extended by reflection, or 0 outside [0, n) with zero_pad (librosa's and NeMo's padding).
-template <typename TIn, typename T>
-__device__ __forceinline__ T am_sample(const TIn* __restrict__ xr, long long sample_stride, long long p, long long n,
-                                       int zero_pad) {
-    if (zero_pad && (p < 0 || p >= n)) return T(0);
-    return static_cast<T>(xr[am_reflect(p, n) * sample_stride]);
-}
-
-// Block-wide sum, returned to every thread (blockDim.x a multiple of 32, at most 1024). Every thread of the
-// block must call it, once per kernel (its scratch is not reused).
-template <typename T>
-__device__ __forceinline__ T am_block_sum(T v) {
-    __shared__ T am_sum_scratch[32];
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xFFFFFFFFu, v, o);
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = (blockDim.x + 31) >> 5;
-    if (lane == 0) am_sum_scratch[warp] = v;
-    __syncthreads();
-    T s = T(0);
-    for (int w = 0; w < nw; ++w) s += am_sum_scratch[w];
-    return s;
-}
-
-// Bin k of the full DFT of a real frame, from its one-sided spectrum s (nb = n_fft / 2 + 1 complex
-// values, interleaved): k in [-1, nb]; X[k] = X[k mod N] and X[N - k] = conj(X[k]).
-template <typename T>
-__device__ __forceinline__ void am_bin(const T* __restrict__ s, int k, int nb, int n_fft, T& re, T& im) {
-    int kk = k;
-    if (kk < 0) kk += n_fft;
-    else if (kk >= n_fft) kk -= n_fft;
-    if (kk >= nb) {
-        re = s[2 * (n_fft - kk)];
-        im = -s[2 * (n_fft - kk) + 1];
-    } else {
-        re = s[2 * kk];
-        im = s[2 * kk + 1];
-    }
-}
-
-// |Y[k]| ** mag_exp of bin k, with Y the spectrum of the windowed frame: Y = X (taps == 0) or the
-// periodic Hann/Hamming window applied in frequency, Y[k] = a X[k] + b (X[k-1] + X[k+1]).
-// pmode 0: re^2 + im^2 (mag_exp 2, no square root); 1: its square root; 2: its power half_exp.
-template <typename T>
-__device__ __forceinline__ T am_power(const T* __restrict__ s, int k, int nb, int n_fft, int taps, T tap_a,
-                                      T tap_b, int pmode, T half_exp) {
-    T re = s[2 * k], im = s[2 * k + 1];
-    if (taps) {
-        T re1, im1, re2, im2;
-        am_bin(s, k - 1, nb, n_fft, re1, im1);
-        am_bin(s, k + 1, nb, n_fft, re2, im2);
-        re = tap_a * re + tap_b * (re1 + re2);
-        im = tap_a * im + tap_b * (im1 + im2);
-    }
-    T p = re * re + im * im;
-    if (pmode == 1) p = am_traits<T>::sqrt_(p);
-    else if (pmode == 2) p = am_traits<T>::pow_(p, half_exp);
-    return p;
-}
-
-// 10 log10(max(v, min_power)) - ref_db, with NaN kept (a comparison, not fmax, which drops NaN).
-template <typename T>
-__device__ __forceinline__ T am_db(T v, T min_power, T ref_db, int has_ref) {
-    v = (v < min_power) ? min_power : v;
-    v = T(10) * am_traits<T>::log10_(v);
-    return has_ref ? v - ref_db : v;
-}
-
-template <typename K>
-__device__ __forceinline__ K am_warp_max(K v) {
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) {
-        const K w = __shfl_xor_sync(0xFFFFFFFFu, v, o);
-        v = w > v ? w : v;
-    }
-    return v;
-}
-
-// Block-wide maximum of the threads' keys, then one atomicMax into *dst (key 0 = nothing seen).
-// Every thread of the block must call it (blockDim.x a multiple of 32, at most 1024).
-template <typename K>
-__device__ __forceinline__ void am_block_max(K v, K* dst) {
-    __shared__ K am_warp_keys[32];
-    v = am_warp_max(v);
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    if (lane == 0) am_warp_keys[warp] = v;
-    __syncthreads();
-    if (warp == 0) {
-        const int nw = (blockDim.x + 31) >> 5;
-        v = lane < nw ? am_warp_keys[lane] : K(0);
-        v = am_warp_max(v);
-        if (lane == 0 && v != K(0)) atomicMax(dst, v);
-    }
-}
-"""
-
-#: The reflect-padded, cast signal of a chunk: row r (``blockIdx.y``) holds signal positions
-#: ``seg_start .. seg_start + pitch`` at ``out + r * pitch``; the last row runs on for ``tail``
-#: more samples so that the overlapped FFT's spare frames of that row stay inside the buffer.
-PAD_SOURCE = r"""
-template <typename TIn, typename T>
-__global__ void __launch_bounds__(AM_BLOCK)
-am_pad_reflect(const TIn* __restrict__ x, long long row_stride, long long sample_stride, long long n,
-               long long seg_start, long long pitch, long long tail, int zero_pad, T* __restrict__ out)
-{
-    const long long r = blockIdx.y;
-    const long long cols = (r == (long long)gridDim.y - 1) ? pitch + tail : pitch;
-    const TIn* __restrict__ xr = x + r * row_stride;
-    T* __restrict__ o = out + r * pitch;
-    long long c = (long long)blockIdx.x * (blockDim.x * AM_PAD_ITEMS) + threadIdx.x;
-#pragma unroll
-    for (int u = 0; u < AM_PAD_ITEMS; ++u, c += blockDim.x) {
-        if (c < cols) o[c] = am_sample<TIn, T>(xr, sample_stride, seg_start + c, n, zero_pad);
-    }
-}
-"""
-
-#: Frames of a chunk, gathered from the (virtually) reflect-padded signal and windowed: frame f of
-#: row r (``blockIdx.y``) starts at signal position ``seg_start + f * hop`` and is stored at
-#: ``out + (r * frames + f) * n_fft``. Every sample is multiplied, also by the window's zero
-#: padding, so that a NaN anywhere in a frame reaches its spectrum as in Keras.
-#: ``frame_step`` (Kaldi): one block per frame (``gridDim.x == frames``); the mean of the frame's first
-#: ``win_len`` samples is removed and they are pre-emphasised, ``y[k] = d[k] - preemph d[k - 1]``
-#: (``y[0] = d[0] - preemph d[0]``), before the window.
-FRAMES_SOURCE = r"""
-template <typename TIn, typename T>
-__global__ void __launch_bounds__(AM_BLOCK)
-am_frames_window(const TIn* __restrict__ x, long long row_stride, long long sample_stride, long long n,
-                 long long seg_start, int hop, int n_fft, int frames, const T* __restrict__ window,
-                 int has_window, int zero_pad, int frame_step, int win_len, T preemph, T* __restrict__ out)
-{
-    const long long r = blockIdx.y;
-    const TIn* __restrict__ xr = x + r * row_stride;
-    if (frame_step) {
-        const int f = blockIdx.x;
-        const long long start = seg_start + (long long)f * hop;
-        T s = T(0);
-        for (int k = threadIdx.x; k < win_len; k += blockDim.x)
-            s += am_sample<TIn, T>(xr, sample_stride, start + k, n, zero_pad);
-        const T mean = am_block_sum(s) / T(win_len);
-        T* __restrict__ o = out + ((long long)r * frames + f) * n_fft;
-        for (int k = threadIdx.x; k < n_fft; k += blockDim.x) {
-            T v = am_sample<TIn, T>(xr, sample_stride, start + k, n, zero_pad);
-            if (k < win_len) {
-                const T prev = k ? am_sample<TIn, T>(xr, sample_stride, start + k - 1, n, zero_pad) : v;
-                v = (v - mean) - preemph * (prev - mean);
-            }
-            if (has_window) v *= window[k];
-            o[k] = v;
-        }
-        return;
-    }
-    const int per_row = frames * n_fft;  // < 2^31 (chunk planner)
-    const long long jj = (long long)blockIdx.x * blockDim.x + threadIdx.x;
-    if (jj >= per_row) return;
-    const int j = (int)jj;
-    const int f = j / n_fft;
-    const int k = j - f * n_fft;
-    const long long pos = seg_start + (long long)f * hop + k;
-    T v = am_sample<TIn, T>(xr, sample_stride, pos, n, zero_pad);
-    if (has_window) v *= window[k];
-    out[r * (long long)per_row + j] = v;
-}
-"""
-
-#: Phase 2 of the shared-memory mel kernels (``am_mel_smem`` here, ``am_fused_mel`` in
-#: :mod:`arraymel._cupy.fused_kernels`): the power rows of ``fpb`` consecutive frames are in shared
-#: memory, frame ``fl``'s bin ``bin_lo + j`` at ``pw[fl * frame_stride + j * PS]``. Thread t takes frame
-#: ``t % fpb`` and bands ``t / fpb, + 256 / fpb, ...``, so a warp stores runs of consecutive frames of
-#: one band (the output is ``(rows, mels, frames)``); then the block's maximum key for ``top_db``.
-#: ``bands`` holds ``(first bin, bin count, weight offset)`` per band; ``weights`` the non-zero weights
-#: band after band. ``max_mode``: 0 none, 1 one key (batch scope), 2 one key per row.
-#: Every thread of the block must call it (it ends in a block-wide reduction).
-MEL_BANDS_SOURCE = r"""
-template <typename T, int PS>
-__device__ __forceinline__ void am_mel_bands(const T* pw, int frame_stride, int fpb, int f0, int frames, int bin_lo,
-                                             const int* __restrict__ bands, const T* __restrict__ weights, int n_mels,
-                                             T* __restrict__ orow, long long out_band, int db, T min_power, T ref_db,
-                                             int has_ref, am_key_t<T>* __restrict__ max_key, int max_mode)
-{
-    typedef am_key_t<T> K;
-    const int fl = threadIdx.x % fpb;
-    const int lane = threadIdx.x / fpb;
-    const int nlanes = blockDim.x / fpb;
-    const int f = f0 + fl;
-    const T* prow = pw + fl * frame_stride;
-    K kmax = K(0);
-    for (int m = lane; m < n_mels; m += nlanes) {
-        const int lo = bands[3 * m] - bin_lo, cnt = bands[3 * m + 1], off = bands[3 * m + 2];
-        // an empty band is 0, or NaN when the frame's spectrum is not finite (Keras's dense product: 0 * NaN)
-        T acc = cnt ? T(0) : T(0) * prow[0];
-        for (int j = 0; j < cnt; ++j) acc += prow[(lo + j) * PS] * weights[off + j];
-        if (f < frames) {
-            const T v = db ? am_db(acc, min_power, ref_db, has_ref) : acc;
-            orow[(long long)m * out_band + fl] = v;
-            if (max_mode) {
-                const K key = am_traits<T>::to_key(v);
-                kmax = key > kmax ? key : kmax;
-            }
-        }
-    }
-    if (max_mode) am_block_max(kmax, max_key);
-}
-"""
-
-#: Power, window taps, sparse mel, dB, transposed store and the top_db maximum in one pass.
-#: Block b handles ``fpb`` consecutive frames of chunk row ``b / tiles``: phase 1 writes their
-#: power rows (bins ``bin_lo .. bin_lo + nbu``) to shared memory with coalesced spectrum reads;
-#: phase 2 is :data:`MEL_BANDS_SOURCE`.
-MEL_SMEM_SOURCE = r"""
-template <typename T>
-__global__ void __launch_bounds__(AM_BLOCK)
-am_mel_smem(const T* __restrict__ spec, long long frames_row, int frames, int tiles, int fpb, int stride_s,
-            int nb, int n_fft, int bin_lo, int nbu, int taps, T tap_a, T tap_b, int pmode, T half_exp,
-            const int* __restrict__ bands, const T* __restrict__ weights, int n_mels,
-            T* __restrict__ out, long long out_row, long long out_band,
-            int db, T min_power, T ref_db, int has_ref, am_key_t<T>* __restrict__ max_keys, int max_mode)
-{
-    extern __shared__ __align__(16) unsigned char am_dynamic_smem[];
-    T* pw = reinterpret_cast<T*>(am_dynamic_smem);
-
-    const int row = blockIdx.x / tiles;
-    const int tile = blockIdx.x - row * tiles;
-    const int f0 = tile * fpb;
-    const T* __restrict__ srow = spec + ((long long)row * frames_row + f0) * (2LL * nb);
-
-    const int total = fpb * nbu;
-    for (int i = threadIdx.x; i < total; i += blockDim.x) {
-        const int fl = i / nbu;
-        const int kk = i - fl * nbu;
-        T p = T(0);
-        if (f0 + fl < frames)
-            p = am_power(srow + (long long)fl * (2LL * nb), bin_lo + kk, nb, n_fft, taps, tap_a, tap_b, pmode, half_exp);
-        pw[fl * stride_s + kk] = p;
-    }
-    __syncthreads();
-
-    am_mel_bands<T, 1>(pw, stride_s, fpb, f0, frames, bin_lo, bands, weights, n_mels,
-                       out + (long long)row * out_row + f0, out_band, db, min_power, ref_db, has_ref,
-                       max_keys + (max_mode == 2 ? row : 0), max_mode);
-}
-"""
-
-#: The mel pass without shared memory (very long spectra): thread j of chunk row ``b / tiles``
-#: computes band ``j / frames`` of frame ``j % frames`` straight from the spectrum.
-MEL_DIRECT_SOURCE = r"""
-template <typename T>
-__global__ void __launch_bounds__(AM_BLOCK)
-am_mel_direct(const T* __restrict__ spec, long long frames_row, int frames, int tiles,
-              int nb, int n_fft, int taps, T tap_a, T tap_b, int pmode, T half_exp,
-              const int* __restrict__ bands, const T* __restrict__ weights, int n_mels,
-              T* __restrict__ out, long long out_row, long long out_band,
-              int db, T min_power, T ref_db, int has_ref, am_key_t<T>* __restrict__ max_keys, int max_mode)
-{
-    typedef am_key_t<T> K;
-    const int row = blockIdx.x / tiles;
-    const int tile = blockIdx.x - row * tiles;
-    const long long j = (long long)tile * blockDim.x + threadIdx.x;
-    K kmax = K(0);
-    if (j < (long long)n_mels * frames) {
-        const int m = (int)(j / frames);
-        const int f = (int)(j - (long long)m * frames);
-        const T* __restrict__ s = spec + ((long long)row * frames_row + f) * (2LL * nb);
-        const int lo = bands[3 * m], cnt = bands[3 * m + 1], off = bands[3 * m + 2];
-        T acc = cnt ? T(0) : T(0) * am_power(s, 0, nb, n_fft, taps, tap_a, tap_b, pmode, half_exp);
-        for (int q = 0; q < cnt; ++q)
-            acc += am_power(s, lo + q, nb, n_fft, taps, tap_a, tap_b, pmode, half_exp) * weights[off + q];
-        const T v = db ? am_db(acc, min_power, ref_db, has_ref) : acc;
-        out[(long long)row * out_row + (long long)m * out_band + f] = v;
-        if (max_mode) kmax = am_traits<T>::to_key(v);
-    }
-    if (max_mode) am_block_max(kmax, max_keys + (max_mode == 2 ? row : 0));
-}
-"""
-
-#: ``out = max(out, peak - top_db)`` in place over ``rows`` rows of ``row_elems`` elements; the peak
-#: is ``max_keys[row]`` (per-example scope) or ``max_keys[0]`` (batch scope). A NaN peak makes
-#: the whole row NaN (``np.maximum`` semantics); a NaN element stays NaN.
-CLIP_SOURCE = r"""
-template <typename T>
-__global__ void __launch_bounds__(AM_BLOCK)
-am_clip_top_db(T* __restrict__ out, long long row_elems, int tiles, const am_key_t<T>* __restrict__ max_keys,
-               int per_row, T top_db)
-{
-    const int row = blockIdx.x / tiles;
-    const int tile = blockIdx.x - row * tiles;
-    const T floor_v = am_traits<T>::from_key(max_keys[per_row ? row : 0]) - top_db;
-    const bool floor_nan = floor_v != floor_v;
-    T* __restrict__ p = out + (long long)row * row_elems;
-    long long i = (long long)tile * (blockDim.x * AM_CLIP_ITEMS) + threadIdx.x;
-#pragma unroll
-    for (int u = 0; u < AM_CLIP_ITEMS; ++u, i += blockDim.x) {
-        if (i < row_elems) {
-            const T v = p[i];
-            p[i] = floor_nan ? floor_v : (v < floor_v ? floor_v : v);
-        }
-    }
-}
-"""
-
-#: The whole translation unit (what NVRTC compiles).
-SOURCE = COMMON_SOURCE + PAD_SOURCE + FRAMES_SOURCE + MEL_BANDS_SOURCE + MEL_SMEM_SOURCE + MEL_DIRECT_SOURCE + CLIP_SOURCE
+#: The whole translation unit of the cuFFT path (what NVRTC compiles).
+SOURCE = translation_unit(SOURCE_FILES)
 
 # --------------------------------------------------------------------------------------- types
 #: Compute dtypes and their C types.
@@ -485,36 +146,6 @@ def name_expressions(dtype_name: str, in_dtype_name: str | None = None) -> list[
     return [name_expression(k, dtype_name, in_dtype_name) for k in INPUT_KERNELS]
 
 
-def all_name_expressions() -> list[str]:
-    """Every instantiation the GPU path can ask for (float32 and float64, every input dtype)."""
-    out: list[str] = []
-    for dt in COMPUTE_CTYPES:
-        out += name_expressions(dt)
-        for it in INPUT_CTYPES:
-            out += name_expressions(dt, it)
-    return out
-
-
-def parse_signatures(source: str = SOURCE) -> dict[str, tuple[tuple[str, str], ...]]:
-    """``{kernel: ((C type, name), ...)}`` read from the ``__global__`` definitions of ``source``.
-
-    Types are normalised to the vocabulary of :data:`KERNEL_PARAMS` (``am_key_t<T>`` -> ``K``,
-    ``__restrict__`` dropped).
-    """
-    sigs = {}
-    for m in re.finditer(r"__global__\s+void\s+(?:__launch_bounds__\([^)]*\)\s+)?(\w+)\s*\(([^)]*)\)", source):
-        params = []
-        for raw in m.group(2).split(","):
-            p = " ".join(raw.replace("__restrict__", " ").split())
-            ctype, name = p.rsplit(" ", 1)
-            while name.startswith("*"):
-                ctype, name = ctype + "*", name[1:]
-            ctype = ctype.replace("am_key_t<T>", "K").replace(" *", "*")
-            params.append((ctype, name))
-        sigs[m.group(1)] = tuple(params)
-    return sigs
-
-
 class Ptr:
     """A device pointer argument: the first element of ``array`` plus ``offset`` elements (negative for
     the rows of a reversed view). ``dtype`` is the array's, so :func:`pack_args` checks it like an array."""
@@ -557,7 +188,7 @@ class Prepared:
         self._pos = {name: (i, ctype) for i, (ctype, name) in enumerate(declared[kernel])}
         self._ftype = np.dtype(dtype_name).type
 
-    def bind(self, **changes: Any) -> "Prepared":
+    def bind(self, **changes: Any) -> Prepared:
         """A copy with some arguments replaced (what stays fixed for a whole call); :meth:`args` then per launch."""
         new = object.__new__(Prepared)
         new.kernel, new._pos, new._ftype = self.kernel, self._pos, self._ftype

@@ -1,8 +1,7 @@
 """What a :class:`~arraymel.MelConfig` means for the GPU kernels, computed once on the host.
 
-Pure NumPy: the window taps, the magnitude mode, the sparse band table of the mel filterbank,
-the launch shape of the mel kernel, and the order-preserving keys of the ``top_db`` maximum
-(with NumPy versions of the device's encoding, used by the emulator and the tests).
+Pure NumPy: the window taps, the magnitude mode, the host plan's band table of the mel filterbank
+(:mod:`arraymel.core.plan`) and the launch shape of the mel kernel.
 """
 
 from __future__ import annotations
@@ -13,12 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from arraymel._config import MelConfig
-from arraymel._numpy.banded import band_bin_ranges
-from arraymel.core.db import reference_db
-from arraymel.core.filterbank import config_filterbank
-from arraymel._config import KALDI_PREEMPHASIS
-from arraymel.core.windows import config_window
 from arraymel._cupy.kernels import BLOCK, KEY_DTYPES, SMEM_LIMIT
+from arraymel.core.plan import BandTable, host_plan
 
 #: Periodic windows as ``a - (1 - a) cos(2 pi n / N)``: after the FFT they are the three taps
 #: ``Y[k] = a X[k] + b (X[k-1] + X[k+1])`` with ``b = -(1 - a) / 2``.
@@ -26,49 +21,6 @@ WINDOW_TAPS: dict[str, tuple[float, float]] = {"hann": (0.5, -0.25), "hamming": 
 
 #: Frames per block of the mel kernel are a power of two up to this.
 MAX_FRAMES_PER_BLOCK = 32
-
-
-@dataclass(frozen=True)
-class BandTable:
-    """The filterbank's non-zero weights, band by band (CSR over bands).
-
-    ``bands`` is ``(num_mel_bins, 3)`` int32 rows ``(first bin, bin count, offset into weights)``;
-    ``weights`` the float64 weights of each band's bins, concatenated. ``bin_lo .. bin_lo + nbu``
-    is the range of bins any band reads (at least one bin, so that shapes stay positive).
-    """
-
-    bands: np.ndarray
-    weights: np.ndarray
-    bin_lo: int
-    nbu: int
-
-    @property
-    def nnz(self) -> int:
-        return int(self.weights.shape[0])
-
-
-def band_table(fb: np.ndarray) -> BandTable:
-    """The :class:`BandTable` of a ``(bins, bands)`` filterbank (empty bands get a count of 0)."""
-    first, last = band_bin_ranges(fb)
-    n_bands = fb.shape[1]
-    bands = np.zeros((n_bands, 3), dtype=np.int32)
-    parts = []
-    off = 0
-    for m in range(n_bands):
-        lo, hi = int(first[m]), int(last[m])
-        cnt = max(0, hi - lo)
-        bands[m] = (lo if cnt else 0, cnt, off)
-        if cnt:
-            parts.append(fb[lo:hi, m])
-        off += cnt
-    weights = np.concatenate(parts) if parts else np.zeros(1, dtype=np.float64)
-    used = last > first
-    if used.any():
-        bin_lo, bin_hi = int(first[used].min()), int(last[used].max())
-    else:
-        bin_lo, bin_hi = 0, 1
-    return BandTable(bands=bands, weights=np.ascontiguousarray(weights, dtype=np.float64),
-                     bin_lo=bin_lo, nbu=max(1, bin_hi - bin_lo))
 
 
 @dataclass(frozen=True)
@@ -130,8 +82,9 @@ class MelParams:
 
 
 def mel_params(cfg: MelConfig, dtype_name: str) -> MelParams:
-    """The :class:`MelParams` of ``cfg`` computed in ``dtype_name`` (builds the filterbank: may warn)."""
-    fb = config_filterbank(cfg)
+    """The :class:`MelParams` of ``cfg`` computed in ``dtype_name``, from its host plan
+    (:func:`arraymel.core.plan.host_plan`, which builds the filterbank once: it may warn)."""
+    plan = host_plan(cfg, dtype_name)
     named = isinstance(cfg.window, str)
     # (window=None without centring is ones over sequence_length only: the gather path's window)
     inplace_ok = cfg.frame_step is None and ((cfg.window is None and cfg.center) or
@@ -139,7 +92,7 @@ def mel_params(cfg: MelConfig, dtype_name: str) -> MelParams:
     # a named window of length 1 is [1.0] (scipy's and so Keras's special case): no taps then
     taps = int(named and inplace_ok and cfg.fft_length >= 2)
     a, b = WINDOW_TAPS[cfg.window] if taps else (1.0, 0.0)
-    window = config_window(cfg)
+    window = plan.window
     if cfg.mag_exp == 2.0:
         pmode, half = 0, 1.0
     elif cfg.mag_exp == 1.0:
@@ -147,13 +100,13 @@ def mel_params(cfg: MelConfig, dtype_name: str) -> MelParams:
     else:
         pmode, half = 2, cfg.mag_exp / 2.0
     return MelParams(
-        dtype_name=dtype_name, n_fft=cfg.fft_length, hop=cfg.sequence_stride, pad=cfg.pad, nb=cfg.n_bins,
+        dtype_name=dtype_name, n_fft=plan.fft_length, hop=plan.hop, pad=plan.pad, nb=plan.n_bins,
         n_mels=cfg.num_mel_bins, inplace_ok=inplace_ok, taps=taps, tap_a=a, tap_b=b, window=window,
-        pmode=pmode, half_exp=half, table=band_table(fb), db=int(cfg.power_to_db), min_power=cfg.min_power,
-        ref_db=reference_db(cfg.ref_power, cfg.min_power) if cfg.power_to_db else 0.0,
+        pmode=pmode, half_exp=half, table=plan.band_table, db=int(cfg.power_to_db), min_power=cfg.min_power,
+        ref_db=plan.ref_db if cfg.power_to_db else 0.0,
         top_db=cfg.top_db if cfg.power_to_db else None, per_example=cfg.top_db_scope == "example",
-        frame_span=cfg.frame_span, zero_pad=int(cfg.pad_mode == "constant"), frame_step=int(cfg.frame_step == "kaldi"),
-        win_len=cfg.sequence_length, preemph=KALDI_PREEMPHASIS if cfg.frame_step == "kaldi" else 0.0,
+        frame_span=plan.frame_span, zero_pad=int(cfg.pad_mode == "constant"), frame_step=int(cfg.frame_step == "kaldi"),
+        win_len=cfg.sequence_length, preemph=plan.preemphasis,
     )
 
 
@@ -198,31 +151,3 @@ def mel_launch(nbu: int, itemsize: int, frames: int, rows: int = 1, min_blocks: 
             return MelLaunch("am_mel_smem", fpb, stride, smem)
         fpb //= 2
     return MelLaunch("am_mel_direct", 1, stride, 0)
-
-
-# --------------------------------------------------------------------------------------- max keys
-def encode_keys(v: np.ndarray) -> np.ndarray:
-    """NumPy twin of the device's ``to_key``: an unsigned key whose order is the float order; NaN is the largest."""
-    v = np.asarray(v)
-    if v.dtype == np.float32:
-        ut, top = np.uint32, np.uint32(0x80000000)
-    elif v.dtype == np.float64:
-        ut, top = np.uint64, np.uint64(0x8000000000000000)
-    else:
-        raise TypeError(f"keys of {v.dtype}: float32 or float64 only")
-    b = v.view(ut)
-    k = np.where((b & top) != 0, ~b, b | top)
-    return np.where(np.isnan(v), np.iinfo(ut).max, k).astype(ut)
-
-
-def decode_key(k: int | np.integer, dtype_name: str) -> float:
-    """NumPy twin of ``from_key``: the float a key encodes (the all-ones key is NaN)."""
-    if dtype_name == "float32":
-        ut, ft, top = np.uint32, np.float32, 0x80000000
-    else:
-        ut, ft, top = np.uint64, np.float64, 0x8000000000000000
-    k = int(k)
-    if k == int(np.iinfo(ut).max):
-        return ft(np.nan)
-    b = (k & (top - 1)) if (k & top) else (~k & int(np.iinfo(ut).max))
-    return np.array([b], dtype=ut).view(ft)[0]

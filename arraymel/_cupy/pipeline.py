@@ -28,7 +28,7 @@ except ImportError as e:  # pragma: no cover - depends on the installation
 from arraymel._config import MelConfig
 from arraymel._cupy.chunking import default_budget, is_oom_error
 from arraymel._cupy.engine import Constants, Engine, FftLayout, consts_host
-from arraymel._cupy.fused import FusedEngine, framing_unsupported, fused_unsupported, twiddles_host
+from arraymel._cupy.fused import FusedEngine, fallback_reason, twiddles_host
 from arraymel._cupy.fused_kernels import FUSED_KERNEL_CACHE, FUSED_KERNELS
 from arraymel._cupy.kernels import KERNELS, Ptr
 from arraymel._cupy.params import mel_params
@@ -128,7 +128,7 @@ class CupyState:
     ``state(x)`` computes ``x`` ``(..., samples)`` (CuPy, on this device, any real dtype) into a
     new ``(..., num_mel_bins, frames)`` array of ``dtype_name`` on the same device, in the current
     stream. ``max_memory`` bounds the work area (bytes); by default twice the device's L2 cache, at
-    most a quarter of the free memory. ``force_path`` ("inplace"/"gather") is for tests.
+    most a quarter of the free memory.
 
     ``fft="fused"`` asks for the fused kernel (:mod:`arraymel._cupy.fused`: no spectrum in memory, no
     work area, so ``max_memory`` is not used); a size it does not cover runs cuFFT, and ``fft_path``
@@ -148,7 +148,6 @@ class CupyState:
                 "flush such values to zero (as CuPy's own kernels do), so the floor is not honoured; use dtype='float64'.",
                 UserWarning, stacklevel=4,
             )
-        self.force_path: str | None = None
         self.last_call: CallStats | None = None
         self._default_budget: int | None = None
         with cupy.cuda.Device(self.device_id):
@@ -165,8 +164,7 @@ class CupyState:
             self._ready = cupy.cuda.Event(block=False, disable_timing=True)
             self._ready.record()
         self.ops = CupyOps(self.device_id)
-        self.fallback_reason = (framing_unsupported(self.params) or fused_unsupported(cfg.fft_length, dtype_name)
-                                if fft == "fused" else None)
+        self.fallback_reason = fallback_reason(cfg, dtype_name) if fft == "fused" else None
         self.fft_path = "fused" if fft == "fused" and self.fallback_reason is None else "cufft"
         if self.fft_path == "fused":
             with cupy.cuda.Device(self.device_id):
@@ -203,7 +201,7 @@ class CupyState:
                 budget = 0
             else:
                 budget = int(max_memory) if max_memory is not None else self.default_budget()
-            out, plan, log = self.engine.compute(x, budget, path=self.force_path, is_oom=_is_oom,
+            out, plan, log = self.engine.compute(x, budget, is_oom=_is_oom,
                                                  on_oom=self._free_caches)
             if plan is not None:
                 self.last_call = CallStats(path=plan.path, rows=plan.rows, frames=plan.frames, chunks=plan.n_chunks,

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from arraymel.core.plan import band_bin_ranges
+
 #: Cost of one extra product call, in multiply-adds per frame (BLAS call + Python overhead).
 CALL_OVERHEAD = 600
 
@@ -33,25 +35,14 @@ class BandedFilterbank:
     bin_hi: int  # one past the last
     num_bands: int
 
-    @property
-    def multiply_adds_per_frame(self) -> int:
-        return sum((g.band_hi - g.band_lo) * (g.bin_hi - g.bin_lo) for g in self.groups)
 
-
-def band_bin_ranges(fb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per band, the first and one-past-last bin with a non-zero weight (empty band: lo == hi)."""
-    nz = fb != 0
-    any_nz = nz.any(axis=0)
-    first = np.where(any_nz, nz.argmax(axis=0), 0)
-    last = np.where(any_nz, fb.shape[0] - nz[::-1].argmax(axis=0), 0)
-    return first, last
-
-
-def banded(fb: np.ndarray, dtype: np.dtype, overhead: int | None = None) -> BandedFilterbank:
-    """Group the bands of ``fb`` (bins x bands, float64) into cheap dense blocks."""
+def banded(fb: np.ndarray, dtype: np.dtype, overhead: int | None = None,
+           ranges: tuple[np.ndarray, np.ndarray] | None = None) -> BandedFilterbank:
+    """Group the bands of ``fb`` (bins x bands, float64) into cheap dense blocks; ``ranges`` are its
+    bands' bin ranges (:attr:`arraymel.core.plan.HostPlan.band_first` and ``band_last``), computed when None."""
     overhead = CALL_OVERHEAD if overhead is None else overhead
     n_bands = fb.shape[1]
-    first, last = band_bin_ranges(fb)
+    first, last = band_bin_ranges(fb) if ranges is None else ranges
     used = first < last
     # lo/hi of bins over band ranges [a, b): running min/max ignoring empty bands
     big = np.iinfo(np.int64).max

@@ -5,8 +5,8 @@ independence relies on: so SciPy's own backend is used whatever ``scipy.fft`` ba
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import lru_cache
-from typing import Callable
 
 import numpy as np
 

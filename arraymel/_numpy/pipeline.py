@@ -43,10 +43,8 @@ from arraymel._numpy.fft import rfft_impl
 from arraymel._numpy.memory import empty_aligned
 from arraymel._numpy.windowing import window_into
 from arraymel._threads import cpu_count, resolve, run_parallel
-from arraymel.core.db import reference_db
-from arraymel.core.filterbank import config_filterbank
 from arraymel.core.framing import padded_take
-from arraymel.core.windows import config_window
+from arraymel.core.plan import host_plan
 
 #: Target bytes of one block's frames (256 frames of 2048 in float32). A block is the unit of work of a
 #: thread and the width of its mel products; smaller blocks cost more Python and BLAS calls (0.125 to
@@ -113,15 +111,16 @@ class NumpyState:
     def __init__(self, cfg: MelConfig, dtype_name: str):
         self.cfg = cfg
         self.dtype = np.dtype(dtype_name)
-        win = config_window(cfg)
+        plan = host_plan(cfg, dtype_name)
+        win = plan.window
         self.window = None if win is None else win.astype(self.dtype)
-        self.filterbank = config_filterbank(cfg)  # (bins, mels)
-        self.banded = banded(self.filterbank, self.dtype)
+        self.filterbank = plan.filterbank  # (bins, mels)
+        self.banded = banded(self.filterbank, self.dtype, ranges=(plan.band_first, plan.band_last))
         self._dense_t: np.ndarray | None = None  # (mels, bins): built on the first non-finite input
         self.block = max(8, min(1024, BLOCK_BYTES // (cfg.fft_length * self.dtype.itemsize)))
         batch_frame_bytes = (cfg.fft_length + 2 * cfg.n_bins) * self.dtype.itemsize  # a windowed frame and its spectrum
         self.fft_batch = max(4, min(self.block, FFT_BATCH_BYTES // batch_frame_bytes))
-        self.ref_db = reference_db(cfg.ref_power, cfg.min_power)
+        self.ref_db = plan.ref_db
         # The largest |X| that cannot overflow: |X| ** max(mag_exp, 2), summed over every bin, stays finite.
         win_sum = float(np.abs(win).sum()) if win is not None else float(cfg.fft_length)
         log_max = math.log(float(np.finfo(self.dtype).max) / (4.0 * cfg.n_bins))

@@ -8,7 +8,8 @@ from arraymel._config import KALDI_PREEMPHASIS, MelConfig
 
 
 def window_into(frames: np.ndarray, window: np.ndarray | None, buf: np.ndarray, cfg: MelConfig) -> None:
-    """``buf[...] = window * frames`` (frames on the last axis, cast to ``buf``'s dtype); with ``cfg.frame_step == "kaldi"`` each frame's
+    """``buf[...] = window * frames`` (frames on the last axis, cast to ``buf``'s dtype); with
+    ``cfg.frame_step == "kaldi"`` each frame's
     first ``sequence_length`` samples lose their mean and are pre-emphasised first (docs/semantics.md)."""
     if cfg.frame_step == "kaldi":
         np.copyto(buf, frames, casting="same_kind")

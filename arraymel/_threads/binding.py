@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 PIN_ENV = "ARRAYMEL_PIN_THREADS"
 

@@ -13,8 +13,9 @@ import functools
 import os
 import queue
 import threading
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from arraymel._threads import binding
 

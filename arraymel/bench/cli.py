@@ -44,7 +44,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--peers", nargs="+", metavar="PEER", default=None, choices=list(PEERS),
                    help=f"libraries to compare (default: all): {', '.join(PEERS)}; arraymel always runs, as the reference")
     p.add_argument("--config", nargs="+", metavar="CFG", default=["keras"],
-                   help=f"named configuration ({', '.join(CONFIGS)}), a preset ({', '.join(PRESETS)}: arraymel against the preset's reference library, docs/presets.md) or a JSON file of MelSpectrogram parameters "
+                   help=f"named configuration ({', '.join(CONFIGS)}), a preset ({', '.join(PRESETS)}: arraymel against "
+                   "the preset's reference library, docs/presets.md) or a JSON file of MelSpectrogram parameters "
                         "(default: keras)")
     p.add_argument("--batch", nargs="+", type=_positive_int, metavar="N", default=None,
                    help="batch sizes, clips per call (default: 1 16 on a CPU, 1 512 on a GPU)")
@@ -52,7 +53,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--sampling-rate", type=_positive_float, default=None,
                    help="override the configuration's sampling rate (Hz)")
     p.add_argument("--repeat", type=_positive_int, default=None,
-                   help="timed rounds per row, one call of each library per round (default: adaptive, >= 11 and about --budget seconds for the slowest)")
+                   help="timed rounds per row, one call of each library per round "
+                   "(default: adaptive, >= 11 and about --budget seconds for the slowest)")
     p.add_argument("--warmup", type=int, default=1, help="untimed calls before timing (default: 1)")
     p.add_argument("--budget", type=_positive_float, default=1.0,
                    help="seconds of timed calls per row when --repeat is not given (default: 1)")

@@ -240,7 +240,7 @@ class CpuActivity:
     def __init__(self) -> None:
         self._t0 = self._busy0 = self._self0 = None
 
-    def start(self) -> "CpuActivity":
+    def start(self) -> CpuActivity:
         import time  # noqa: PLC0415
 
         self._t0, self._busy0, self._self0 = time.perf_counter(), _proc_stat_busy(), _self_cpu()

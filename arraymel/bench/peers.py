@@ -16,8 +16,9 @@ from __future__ import annotations
 import importlib.util
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -43,20 +44,18 @@ def window_array(params: dict[str, Any]) -> np.ndarray:
 
     The library's own builder, so that peers with a window of their own (torch) use exactly Keras's.
     """
-    from arraymel.core.windows import window_host  # noqa: PLC0415
+    import arraymel  # noqa: PLC0415
 
     p = resolved(params)
-    n, n_fft = int(p["sequence_length"]), int(p["fft_length"])
-    left = (n_fft - n) // 2
-    return np.array(window_host(p["window"], n, n_fft)[left:left + n])
+    return np.array(arraymel.get_window(p["window"], int(p["sequence_length"])))
 
 
 def padded_window(params: dict[str, Any]) -> np.ndarray:
     """The window zero-padded to ``fft_length``, ``(fft_length - sequence_length) // 2`` zeros on the left."""
-    from arraymel.core.windows import window_host  # noqa: PLC0415
+    import arraymel  # noqa: PLC0415
 
     p = resolved(params)
-    return np.array(window_host(p["window"], int(p["sequence_length"]), int(p["fft_length"])))
+    return np.array(arraymel.get_window(p["window"], int(p["sequence_length"]), fft_length=int(p["fft_length"])))
 
 
 def keras_filterbank(params: dict[str, Any]) -> np.ndarray:
@@ -65,14 +64,15 @@ def keras_filterbank(params: dict[str, Any]) -> np.ndarray:
     The library's own (docs/semantics.md step 7), for the peers that apply a filterbank themselves
     (torch-stft, naive-cupy); tests/oracle.py is the independent check of it.
     """
-    from arraymel.core.filterbank import filterbank_host  # noqa: PLC0415
+    import arraymel  # noqa: PLC0415
 
     p = resolved(params)
-    return np.array(filterbank_host(int(p["num_mel_bins"]), int(p["fft_length"]), float(p["sampling_rate"]),
-                                    float(p["min_freq"]), float(p["max_freq"])))
+    return np.array(arraymel.mel_filterbank(num_mel_bins=int(p["num_mel_bins"]), fft_length=int(p["fft_length"]),
+                                            sampling_rate=float(p["sampling_rate"]), min_freq=float(p["min_freq"]),
+                                            max_freq=float(p["max_freq"])))
 
 
-def _torch_runner(fn: Callable[[Any], Any], x_host: np.ndarray, device: Device, dev: Any) -> "Runner":
+def _torch_runner(fn: Callable[[Any], Any], x_host: np.ndarray, device: Device, dev: Any) -> Runner:
     """A Runner for a torch callable: input on the torch device, CUDA-event timing and torch's peak on a GPU."""
     import torch  # noqa: PLC0415
 
@@ -245,11 +245,11 @@ class ArraymelFusedPeer(ArraymelPeer):
     note = "arraymel's fused GPU kernel (opt-in; same semantics; docs/gpu.md)"
 
     def params_reason(self, params: dict[str, Any]) -> str | None:
-        from arraymel._cupy.fused import fused_unsupported  # noqa: PLC0415 - pure Python, no CuPy
+        import arraymel  # noqa: PLC0415
 
         if "preset" in params:
             return "the presets run the cuFFT path (their framing is not in the fused kernel)"
-        why = fused_unsupported(int(params.get("fft_length", 2048)), "float32")
+        why = arraymel.MelSpectrogram(fft_length=int(params.get("fft_length", 2048))).fused_fallback_reason()
         return f"{why}: arraymel-fused would run the cuFFT path" if why else None
 
 
@@ -521,7 +521,8 @@ def preset_reason(peer: Peer, params: dict[str, Any]) -> str | None:
 #: Every peer, by name, in the order the report lists them (arraymel, the reference, first).
 PEERS: dict[str, Peer] = {
     p.name: p
-    for p in (ArraymelPeer(), ArraymelGenericPeer(), ArraymelFusedPeer(), LibrosaPeer(), KerasPeer(), TorchaudioPeer(), TorchStftPeer(),
+    for p in (ArraymelPeer(), ArraymelGenericPeer(), ArraymelFusedPeer(), LibrosaPeer(), KerasPeer(), TorchaudioPeer(),
+              TorchStftPeer(),
               NaiveCupyPeer(), PresetReferencePeer())
 }
 

@@ -18,7 +18,8 @@ Every library is imported only when the peer runs.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -27,12 +28,6 @@ REFERENCE_MODULES: dict[str, tuple[str, ...]] = {
     "whisper": ("torch", "transformers"), "librosa": ("librosa",), "torchaudio": ("torch", "torchaudio"),
     "kaldi": ("kaldi_native_fbank",), "nemo": ("torch", "transformers"),
 }
-
-
-def preset_of(params: dict[str, Any]) -> Any:
-    import arraymel.presets  # noqa: PLC0415
-
-    return arraymel.presets.get(params["preset"])
 
 
 def _whisper(preset: Any) -> Callable[[np.ndarray], Any]:

@@ -12,7 +12,8 @@ import importlib.metadata
 import math
 import platform
 import sys
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import numpy as np
 
@@ -160,7 +161,8 @@ def run_benchmark(
                     continue
                 say(f"{dev.id}: {cname} {batch}x{seconds:g}s: {', '.join(runners)}, interleaved ...")
 
-                def timing_failed(name: str, e: BaseException) -> None:
+                def timing_failed(name: str, e: BaseException, dev: Any = dev, cname: str = cname, batch: int = batch,
+                                  runners: dict = runners) -> None:  # this row's values (bound now, not at call time)
                     skip(dev.id, name, f"{type(e).__name__}: {e}", kind="error", config=cname, batch=batch)
                     runners.pop(name, None)
 

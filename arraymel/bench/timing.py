@@ -34,8 +34,9 @@ import math
 import statistics
 import time
 import tracemalloc
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 TIMERS = ("cpu", "cupy", "torch")
 
@@ -141,7 +142,7 @@ def measure_interleaved(calls: dict[str, tuple[Callable[[Any], Any], Any, str, i
         live.pop(name, None)
 
     live = dict(calls)
-    for name, (_, _, timer, _) in calls.items():
+    for _, _, timer, _ in calls.values():
         if timer not in _CALLS:
             raise ValueError(f"timer={timer!r}: one of {TIMERS}")
     firsts: dict[str, Any] = {}

@@ -25,10 +25,10 @@ from typing import Any
 
 import numpy as np
 
-from arraymel._config import KERAS_DEFAULTS
+import arraymel
 
 #: Keras 3 ``MelSpectrogram`` defaults (what ``config="keras"`` means), in Keras's order.
-KERAS_PARAMS: dict[str, Any] = dict(KERAS_DEFAULTS)
+KERAS_PARAMS: dict[str, Any] = arraymel.MelSpectrogram().get_config()
 
 #: Parameters a workload may set beyond Keras's 13 (arraymel's extension; peers honour it or skip).
 EXTRA_KEYS = ("top_db_scope",)
@@ -106,7 +106,8 @@ def load_config_file(path: str) -> dict[str, Any]:
         raw = raw["config"]
     unknown = set(raw) - set(KERAS_PARAMS) - set(EXTRA_KEYS) - {"name", "trainable", "dtype", "autocast", "dtype_policy"}
     if unknown:
-        raise ValueError(f"{path}: unknown parameter(s) {sorted(unknown)}; the parameters are {list(KERAS_PARAMS) + list(EXTRA_KEYS)}.")
+        raise ValueError(f"{path}: unknown parameter(s) {sorted(unknown)}; "
+                         f"the parameters are {list(KERAS_PARAMS) + list(EXTRA_KEYS)}.")
     return {**KERAS_PARAMS, **{k: v for k, v in raw.items() if k in KERAS_PARAMS or k in EXTRA_KEYS}}
 
 

@@ -56,7 +56,7 @@ def keras_filterbank_host(num_mel_bins: int, fft_length: int, sampling_rate: flo
     """The filterbank exactly as Keras 3's ``MelSpectrogram.linear_to_mel_weight_matrix`` computes it on its
     NumPy backend: the same NumPy operations, in the same order, in float32 (read-only, cached).
 
-    Float32 moves band edges: on some configurations (a tone on a band edge, odd sampling rates) the
+    Float32 moves band edges: on rare configurations (a tone on a band edge, odd sampling rates) the
     output is up to 1.5 dB from the float64 filterbank (docs/semantics.md). This reproduces Keras's numbers for models trained
     on its layer. The float32 values are returned as float64 (exactly), so that every path casts them to
     its compute dtype as Keras does (its float64 layer multiplies by the same float32 values).

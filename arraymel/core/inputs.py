@@ -18,7 +18,8 @@ def as_array(x: Any) -> tuple[Any, Any]:
     except TypeError:
         arr = np.asarray(x)
         if arr.dtype == object:
-            raise TypeError(f"x of type {type(x).__name__} is not allowed: x must be a real array of shape (..., samples).") from None
+            raise TypeError(f"x of type {type(x).__name__} is not allowed: "
+                            "x must be a real array of shape (..., samples).") from None
         return arr, array_namespace(arr)
 
 

@@ -9,13 +9,11 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from array_api_compat import device as xp_device
-
 from arraymel._config import MelConfig
 from arraymel.core._xp import from_host
 from arraymel.core.db import clip_top_db, db_unclipped
-from arraymel.core.filterbank import config_filterbank
-from arraymel.core.stft import stft_block, window_for
+from arraymel.core.plan import host_plan
+from arraymel.core.stft import stft_block
 
 #: Default work-area budget of the generic path, bytes.
 DEFAULT_MAX_MEMORY = 256 * 2**20
@@ -30,11 +28,6 @@ def magnitude_power(spec: Any, xp: Any, mag_exp: float) -> Any:
     if mag_exp == 1.0:
         return xp.sqrt(p)
     return p ** (mag_exp / 2.0)
-
-
-def filterbank_for(cfg: MelConfig, xp: Any, device: Any, dtype: Any) -> Any:
-    host = config_filterbank(cfg)
-    return from_host(host, xp, device=device, dtype=dtype)
 
 
 def frames_per_block(cfg: MelConfig, batch: int, itemsize: int, max_memory: int | None) -> int:
@@ -65,8 +58,9 @@ class GenericState:
     def __init__(self, cfg: MelConfig, xp: Any, device: Any, dtype_name: str):
         dt = getattr(xp, dtype_name)
         self.cfg, self.xp, self.dtype_name = cfg, xp, dtype_name
-        self.window = window_for(cfg, xp, device, dt)
-        self.filterbank = filterbank_for(cfg, xp, device, dt)
+        plan = host_plan(cfg, dtype_name)
+        self.window = None if plan.window is None else from_host(plan.window, xp, device=device, dtype=dt)
+        self.filterbank = from_host(plan.filterbank, xp, device=device, dtype=dt)
 
     def __call__(self, x: Any, *, max_memory: int | None = None) -> Any:
         xp, cfg = self.xp, self.cfg

@@ -7,9 +7,8 @@ from typing import Any
 
 from array_api_compat import device as xp_device
 
-from arraymel._config import MelConfig
+from arraymel._config import KALDI_PREEMPHASIS, MelConfig
 from arraymel.core._xp import from_host
-from arraymel._config import KALDI_PREEMPHASIS
 from arraymel.core.framing import frames, kaldi_frame_step
 from arraymel.core.inputs import as_array, compute_dtype_name
 from arraymel.core.windows import config_window

@@ -178,8 +178,8 @@ class Computer:
     def collect(self, pending) -> list[Computed]:
         if pending[0] == "done":
             return pending[1]
-        _, batch, out_host, start, done = pending
-        done.synchronize()
+        _, batch, out_host, start, done, _x = pending
+        done.synchronize()  # only now may the device input ``_x`` go back to the pool
         import cupy
 
         self.device_seconds += cupy.cuda.get_elapsed_time(start, done) / 1e3
@@ -198,10 +198,13 @@ class Computer:
                 if getattr(self, "_streams", None) is None:
                     self._streams = (cupy.cuda.Stream(non_blocking=True), cupy.cuda.Stream(non_blocking=True))
                 copy, compute = self._streams
-                start = copy.record()
                 x = cupy.empty(batch_input.shape, dtype=cupy.float32)
                 x.set(batch_input, stream=copy)
                 compute.wait_event(copy.record())
+                # the device time starts on the compute stream, once the copy and the previous batch are done: an
+                # event on the copy stream would fire while the previous batch still computes, and the batches'
+                # intervals would overlap (device_seconds, the busy fraction, counted twice)
+                start = compute.record()
                 with compute:
                     y = self.mel(x, output="device")
                 if y.dtype == cupy.float32:  # into pinned memory, without waiting (CuPy >= 13: blocking=False)
@@ -212,7 +215,10 @@ class Computer:
                         y.get(stream=compute, out=out)
                 else:
                     out = y.get(stream=compute)
-                return ("cuda", batch, out, start, compute.record())
+                # x is kept until collect(): freed here, CuPy's pool would give its memory to the next batch's
+                # input at once, and that batch's copy (copy stream) could overwrite it while this batch's
+                # kernels (compute stream) still read it
+                return ("cuda", batch, out, start, compute.record(), x)
         except Exception as e:  # noqa: BLE001 - e.g. out of memory: the synchronous path splits the batch
             if is_out_of_memory(e):
                 _free_gpu_memory()
@@ -331,13 +337,24 @@ class StandInComputer(Computer):
 
     def _placeholder(self, batch: Batch) -> list[Computed]:
         cfg, out = self.cfg, []
+        preset = self.settings.preset_obj
         for it in batch.items:
             k = it.audio.shape[0]
-            shape = (cfg.num_mel_bins, cfg.n_frames(it.length))
+            # the frames the computation keeps (a preset's own count: Whisper drops the last frame)
+            shape = (cfg.num_mel_bins, preset.n_frames(it.length) if preset is not None else cfg.n_frames(it.length))
             if self.settings.channels == "all":
                 shape = (k, *shape)
             out.append(Computed(it, array=np.zeros(shape, dtype=self.out_dtype)))
         return out
+
+
+def record_config_hash(settings: CorpusSettings, computer: Computer) -> str:
+    """The ``config_hash`` a manifest row of ``computer``'s outputs carries: the settings' own, except for the
+    stand-in, whose zero-filled outputs must never pass for computed features (a later run on the same OUT_DIR
+    resumes only rows of its own hash, so it computes them)."""
+    if isinstance(computer, StandInComputer):
+        return f"stand-in (zero-filled outputs) {settings.config_hash}"
+    return settings.config_hash
 
 
 def make_computer(settings: CorpusSettings, device: str | None = None) -> Computer:

@@ -4,7 +4,8 @@ The client (this process) holds OUT_DIR's lock, cuts the files to process into c
 order, a few per worker thread so that the cluster stays busy), and submits one task per chunk,
 with a bounded number in flight. A task runs :func:`~arraymel.corpus.chunks.process_chunk` on its
 worker, exactly as a local worker process does: it decodes, batches, computes and writes the
-outputs atomically (write, fsync, rename, directory fsync), then returns the records. Only the client writes the manifest, committing each
+outputs atomically (write, fsync, rename, directory fsync), then returns the records. Only the client writes the manifest,
+committing each
 chunk's records when its task returns, so the manifest never names an output that is not on disk.
 
 Workers must see IN_DIR and OUT_DIR at the same paths as the client (one machine, or a shared
@@ -21,16 +22,14 @@ cannot write OUT_DIR stops the run.
 from __future__ import annotations
 
 import os
-from typing import Iterator
+from collections.abc import Iterator
 
+from arraymel.corpus.chunks import die_with_parent, make_chunks, process_chunk, start_method, warm_up_before_fork
+from arraymel.corpus.compute import DeviceError
 from arraymel.corpus.discover import Source
 from arraymel.corpus.manifest import FileRecord
 from arraymel.corpus.settings import CorpusSettings
-from arraymel.corpus.compute import DeviceError
 from arraymel.corpus.storage import OutputError
-
-from arraymel.corpus.chunks import die_with_parent, make_chunks, process_chunk, start_method, warm_up_before_fork
-
 
 #: Dask's own sampling, off on a local cluster: its statistical profiler takes the GIL from the task
 #: thread every 10 ms and the event loop ticks every 20 ms, about 10 % of a chunk's CPU time on 2

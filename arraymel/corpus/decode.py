@@ -18,7 +18,8 @@ import contextlib
 import dataclasses
 import os
 import re
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import numpy as np
 

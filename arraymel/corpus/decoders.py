@@ -49,16 +49,18 @@ import selectors
 import signal
 import threading
 import time
+from collections.abc import Iterable, Iterator
 from multiprocessing import shared_memory
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 import numpy as np
 
 from arraymel.corpus.batching import Batch, Bucketer, batch_limits, extended, row_length
-from arraymel.corpus.compute import Computed, Computer
+from arraymel.corpus.compute import Computed, Computer, record_config_hash
 from arraymel.corpus.decode import Decoded, DecodeFailure, open_audio, read_whole
 from arraymel.corpus.discover import Source
 from arraymel.corpus.manifest import FileRecord
+from arraymel.corpus.pipeline import Pipeline
 from arraymel.corpus.settings import CorpusSettings, versions
 from arraymel.corpus.storage import OutputError, OutputPathError, Writer, output_rel, serialize
 
@@ -66,8 +68,6 @@ from arraymel.corpus.storage import OutputError, OutputPathError, Writer, output
 SHM_PREFIX = "arraymel-"
 #: Files per decode task (a task's files share one slot and one message each way).
 TASK_FILES = 8
-#: How often (seconds) finished records are handed to the caller for a commit.
-COMMIT_INTERVAL = 0.5
 
 
 def default_decode_workers() -> int:
@@ -108,25 +108,31 @@ def _attach(name: str) -> tuple[mmap.mmap, np.ndarray]:
 class _Worker:
     """A decode process's state: its settings, writer, mapped segments."""
 
-    def __init__(self, settings: CorpusSettings, out_root: str, versions_json: str):
+    def __init__(self, settings: CorpusSettings, out_root: str, versions_json: str, config_hash: str | None = None):
         self.settings = settings
+        #: the manifest rows' config_hash (:func:`~arraymel.corpus.compute.record_config_hash`)
+        self.config_hash = config_hash or settings.config_hash
         self.cfg = settings.mel
         self.writer = Writer(out_root, stage=settings.sharded)  # sharded formats: outputs travel back in the records
         self.versions_json = versions_json
-        self.maps: dict[str, tuple[mmap.mmap, np.ndarray]] = {}
+        #: mappings by kind: "slot" (the driver's fixed input slots) and "output" (output segments, which the
+        #: driver replaces now and then: a mapping kept of a removed segment keeps its memory allocated)
+        self.maps: dict[str, dict[str, tuple[mmap.mmap, np.ndarray]]] = {"slot": {}, "output": {}}
         self._maps_lock = threading.Lock()
         self._mel = None
 
-    def segment(self, name: str) -> np.ndarray:
-        """The mapping of the driver's segment ``name`` (kept: slots and output segments are reused; the oldest
-        mappings beyond 64 are dropped, those of segments the driver has since removed among them)."""
+    def segment(self, name: str, kind: str = "slot") -> np.ndarray:
+        """The mapping of the driver's segment ``name`` (kept: slots and output segments are reused). Of the
+        output segments only the :data:`OUTPUT_MAPPINGS` most recently used stay mapped, so that the memory of
+        one the driver has removed is freed soon; the input slots live as long as the run."""
         with self._maps_lock:
-            got = self.maps.pop(name, None)
+            maps = self.maps[kind]
+            got = maps.pop(name, None)
             if got is None:
                 got = _attach(name)
-            self.maps[name] = got  # most recently used last
-            while len(self.maps) > 64:
-                self.maps.pop(next(iter(self.maps)))
+            maps[name] = got  # most recently used last
+            while len(maps) > (OUTPUT_MAPPINGS if kind == "output" else 64):
+                maps.pop(next(iter(maps)))
             return got[1]
 
     def stream_mel(self, y):
@@ -215,7 +221,7 @@ class _Worker:
             return failed_record(opened.source, f"too long to hold in --memory-per-worker "
                                  f"{self.settings.memory_per_worker:g} MB, and the {preset.name} preset needs the "
                                  "whole file (its log rule or signal step is not computed block by block): raise "
-                                 "--memory-per-worker", self.settings.config_hash, self.versions_json, opened.meta)
+                                 "--memory-per-worker", self.config_hash, self.versions_json, opened.meta)
         record = stream_file(opened, self.settings, self.writer, self.stream_mel, self.versions_json)
         self.writer.attach([record])
         return record
@@ -228,7 +234,7 @@ class _Worker:
 
         from arraymel.corpus.pipeline import failed_record
 
-        raw = self.segment(segment)
+        raw = self.segment(segment, "output")
         files = pickle.loads(raw[index_at:index_at + index_len])
         records = []
         array = None
@@ -243,7 +249,7 @@ class _Worker:
             try:
                 _, dirs = self.writer.write(key, data)
             except OutputPathError as e:
-                records.append(failed_record(src, str(e), self.settings.config_hash, self.versions_json, meta))
+                records.append(failed_record(src, str(e), self.config_hash, self.versions_json, meta))
                 continue
             sr, n = meta["sampling_rate"], meta["samples"]
             records.append(FileRecord(
@@ -251,7 +257,7 @@ class _Worker:
                 source_mtime_ns=meta["mtime_ns"], sampling_rate=sr, channels=meta["channels"], samples=n,
                 duration_s=n / sr, mel_samples=meta["length"], frames=int(shape[-1]),
                 shape=tuple(int(s) for s in shape), dtype=dt.name, sha256=sha,
-                config_hash=self.settings.config_hash, versions=self.versions_json, sync_dirs=tuple(dirs)))
+                config_hash=self.config_hash, versions=self.versions_json, sync_dirs=tuple(dirs)))
         del array, raw
         self.writer.attach(records)
         return records
@@ -259,6 +265,8 @@ class _Worker:
 
 #: Output segments kept for reuse once their outputs are written.
 OUTPUT_SEGMENTS = 6
+#: Output segments a process keeps mapped: those the driver keeps, and those of the write tasks it may hold.
+OUTPUT_MAPPINGS = 2 * OUTPUT_SEGMENTS
 #: Write tasks the writer process may hold before the decode processes take the next ones.
 WRITER_QUEUE = 8
 #: Tries of a write task whose process died.
@@ -271,7 +279,7 @@ WRITER_THREADS = 8
 
 
 def worker_main(conn, settings: CorpusSettings, out_root: str, versions_json: str, parent_pid: int,
-                write_threads: int = WRITE_THREADS) -> None:
+                write_threads: int = WRITE_THREADS, config_hash: str | None = None) -> None:
     """A decode process: answers ``(task id, kind, ...)`` messages until ``None`` or the driver's end.
 
     Decode tasks run on this thread, one after the other; write tasks on ``write_threads`` threads
@@ -286,7 +294,7 @@ def worker_main(conn, settings: CorpusSettings, out_root: str, versions_json: st
     if os.getppid() != parent_pid:
         os._exit(1)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the driver decides how to stop
-    w = _Worker(settings, out_root, versions_json)
+    w = _Worker(settings, out_root, versions_json, config_hash)
     send_lock = threading.Lock()
 
     def answer(tid, fn, *args) -> None:
@@ -366,7 +374,7 @@ class DecoderEngine:
         self.cfg = settings.mel
         self.workers = max(1, int(decode_workers or default_decode_workers()))
         self.bucketer = Bucketer(settings.mel, *batch_limits(settings, computer.device_kind))
-        self.config_hash = settings.config_hash
+        self.config_hash = record_config_hash(settings, computer)
         self.versions_json = json.dumps(versions(computer.device_kind), sort_keys=True)
         self.device = f"{computer.device} ({self.workers} decode processes{' + a writer process' if writer else ''})"
         self.crashes = 0
@@ -446,7 +454,7 @@ class DecoderEngine:
         parent, child = self._ctx.Pipe(duplex=True)
         p = self._ctx.Process(target=worker_main, name="arraymel-write" if writer else "arraymel-decode", daemon=True,
                               args=(child, self.settings, self.out_root, self.versions_json, os.getpid(),
-                                    WRITER_THREADS if writer else WRITE_THREADS))
+                                    WRITER_THREADS if writer else WRITE_THREADS, self.config_hash))
         p.start()
         child.close()
         proc = _Proc(process=p, conn=parent, writer=writer)
@@ -729,18 +737,7 @@ class DecoderEngine:
                     yield group
         self._release(batch.items)
 
-    def _take(self, force: bool, last: list) -> list[FileRecord]:
-        if not force and time.monotonic() - last[0] < COMMIT_INTERVAL:
-            return []
-        out = []
-        while True:
-            try:
-                out.append(self._results.get_nowait())
-            except queue.Empty:
-                break
-        if out:
-            last[0] = time.monotonic()
-        return out
+    _take = Pipeline._take  # the same hand-out of finished records every COMMIT_INTERVAL
 
     def _dispatch(self, todo: list) -> None:
         """Give decode tasks to processes with fewer than two, while slots are free."""

@@ -4,7 +4,8 @@ The parent cuts the files into chunks (key order), keeps ``2 x workers`` chunks 
 (bounded: decoded audio never piles up), and yields each chunk's records as it returns (the
 runner commits them). Workers are started with ``fork`` when the parent has no other thread
 (start-up in milliseconds: everything is already imported) and with ``spawn`` otherwise (forking
-a multi-threaded process can deadlock the child); they run the library single-threaded, ignore SIGINT (the parent decides), and are
+a multi-threaded process can deadlock the child); they run the library single-threaded, ignore SIGINT (the parent decides),
+and are
 killed by the kernel if the parent dies (no orphan keeps writing after a crash).
 
 A worker that dies abruptly (a crash inside a decoder, the out-of-memory killer) breaks the pool:
@@ -19,8 +20,8 @@ import concurrent.futures as cf
 import dataclasses
 import multiprocessing
 import os
+from collections.abc import Callable, Iterator
 from concurrent.futures.process import BrokenProcessPool
-from typing import Callable, Iterator
 
 from arraymel.corpus.chunks import make_chunks, ping, process_chunk, start_method, warm_up_before_fork, worker_init
 from arraymel.corpus.discover import Source

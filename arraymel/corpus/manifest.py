@@ -34,7 +34,8 @@ import pathlib
 import sqlite3
 import stat
 import time
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 SCHEMA_VERSION = 1
 
@@ -140,7 +141,8 @@ class FileRecord:
     def row(self, run_id: int, stamp: str) -> tuple:
         mtime = None if self.source_mtime_ns is None else self.source_mtime_ns / 1e9
         shape = None if self.shape is None else json.dumps(list(self.shape))
-        return (to_db(self.key), self.status, _text(self.error), to_db(self.output), self.source_size, mtime, self.source_mtime_ns,
+        return (to_db(self.key), self.status, _text(self.error), to_db(self.output), self.source_size, mtime,
+                self.source_mtime_ns,
                 self.sampling_rate, self.channels, self.samples, self.duration_s, self.mel_samples, self.frames, shape,
                 self.dtype, self.sha256, self.config_hash, self.versions, run_id, stamp, self.shard, _text(self.member),
                 self.offset, self.nbytes)
@@ -257,7 +259,7 @@ class Manifest:
         """``BEGIN IMMEDIATE`` .. ``COMMIT``; any SQLite error becomes a :class:`ManifestError` naming the manifest
         and the cause (SQLite rolls a transaction back by itself after some errors, a full disk for one)."""
 
-        def __init__(self, manifest: "Manifest"):
+        def __init__(self, manifest: Manifest):
             self.manifest = manifest
             self.db = manifest.db
 
@@ -284,7 +286,7 @@ class Manifest:
                 raise ManifestError(f"cannot write the manifest {self.manifest.path}: {exc}") from None
             return False
 
-    def transaction(self) -> "_Tx":
+    def transaction(self) -> _Tx:
         return Manifest._Tx(self)
 
     # ------------------------------------------------------------------ runs
@@ -323,7 +325,8 @@ class Manifest:
         rows = [r.row(run_id, stamp) for r in records]
         if rows:
             with self.transaction():
-                self.db.executemany(f"INSERT OR REPLACE INTO files ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})",
+                self.db.executemany(f"INSERT OR REPLACE INTO files ({', '.join(COLUMNS)}) "
+                                    f"VALUES ({', '.join('?' * len(COLUMNS))})",
                                     rows)
         return len(rows)
 

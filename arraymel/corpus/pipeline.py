@@ -20,11 +20,11 @@ import json
 import queue
 import threading
 import time
-from typing import Iterable, Iterator
+from collections.abc import Iterable, Iterator
 
 from arraymel.corpus.batching import Bucketer, batch_limits
-from arraymel.corpus.compute import Computer
-from arraymel.corpus.decode import DecodeFailure, Decoded
+from arraymel.corpus.compute import Computer, record_config_hash
+from arraymel.corpus.decode import Decoded, DecodeFailure
 from arraymel.corpus.discover import Source
 from arraymel.corpus.manifest import FileRecord
 from arraymel.corpus.settings import CorpusSettings, versions
@@ -64,7 +64,7 @@ class Pipeline:
         self.decode_workers = max(1, int(decode_workers))
         self.max_inflight = 2 * self.decode_workers + 2
         self.write_threads = max(1, int(write_threads))
-        self.config_hash = settings.config_hash
+        self.config_hash = record_config_hash(settings, self.computer)
         self.versions_json = json.dumps(versions(self.computer.device_kind), sort_keys=True)
         self._stop = threading.Event()
         self._fatal: BaseException | None = None

@@ -52,11 +52,11 @@ class Progress:
                 pass
         return "lines"
 
-    def __enter__(self) -> "Progress":
+    def __enter__(self) -> Progress:
         if self.mode == "bar":
             from rich.console import Console
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress as RichProgress, TextColumn, \
-                TimeElapsedColumn, TimeRemainingColumn
+            from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+            from rich.progress import Progress as RichProgress
 
             self._bar = RichProgress(
                 TextColumn("[bold]mel features"), BarColumn(), MofNCompleteColumn(),

@@ -10,8 +10,8 @@ from __future__ import annotations
 import io
 import json
 import os
-from collections.abc import Mapping
-from typing import Any, Iterator
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -335,7 +335,7 @@ class Corpus(Mapping):
                 pass
         self._fds = {}
 
-    def __enter__(self) -> "Corpus":
+    def __enter__(self) -> Corpus:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -39,8 +39,19 @@ from arraymel.corpus.formats import NpyStore, ShardedStore, part_ok, plan, shard
 from arraymel.corpus.manifest import FileRecord, Manifest, ManifestError
 from arraymel.corpus.progress import Progress, format_summary
 from arraymel.corpus.settings import CorpusSettings, describe_difference, versions
-from arraymel.corpus.storage import (MANIFEST_NAME, Lock, OutputError, Writer, fsync_dir, output_rel, path_problems,
-                                     prepare_out_dir, printable, remove_leftovers, sha256_file)
+from arraymel.corpus.storage import (
+    MANIFEST_NAME,
+    Lock,
+    OutputError,
+    Writer,
+    fsync_dir,
+    output_rel,
+    path_problems,
+    prepare_out_dir,
+    printable,
+    remove_leftovers,
+    sha256_file,
+)
 
 EXIT_OK, EXIT_FATAL, EXIT_FAILURES = 0, 1, 2
 

@@ -64,7 +64,8 @@ def load_config_file(path: str) -> dict[str, Any]:
     except json.JSONDecodeError as e:
         raise SettingsError(f"--config {path}: not valid JSON: {e}") from None
     if not isinstance(data, dict):
-        raise SettingsError(f"--config {path}: expected a JSON object (the dict of MelSpectrogram.get_config()), got {type(data).__name__}.")
+        raise SettingsError(f"--config {path}: expected a JSON object (the dict of MelSpectrogram.get_config()), "
+                            f"got {type(data).__name__}.")
     params = {k: v for k, v in data.items() if k not in LAYER_KEYS}
     dtype = params.get("dtype")
     if isinstance(dtype, dict):  # a Keras DTypePolicy: {"class_name": "DTypePolicy", "config": {"name": "float32"}}
@@ -148,7 +149,7 @@ class CorpusSettings:
     shar_compression: str = "npy"
 
     @classmethod
-    def create(cls, mel_params: dict[str, Any], **kwargs: Any) -> "CorpusSettings":
+    def create(cls, mel_params: dict[str, Any], **kwargs: Any) -> CorpusSettings:
         if kwargs.get("preset_options") is not None and kwargs.get("preset") is None:
             raise SettingsError("--preset-options needs --preset NAME.")
         if kwargs.get("preset") is not None:

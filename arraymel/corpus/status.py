@@ -121,8 +121,9 @@ def format_report(r: dict) -> str:
     sh = r.get("shards")
     if sh:
         pend = sh["pending"]
+        listed = f" ({', '.join(map(str, pend[:10]))}{' ...' if len(pend) > 10 else ''})" if pend else ""
         lines.append(f"  shards ({sh['format']}, {sh['shard_size']} files each): {sh['committed']} committed, "
-                     f"{len(pend)} pending{' (' + ', '.join(map(str, pend[:10])) + (' ...' if len(pend) > 10 else '') + ')' if pend else ''}; "
+                     f"{len(pend)} pending{listed}; "
                      f"{sh['members']} files in them")
     lines.append(f"  files {c['total']} = ok {c['ok']} ({c.get('ok_audio_hours', 0.0):.4f} audio-hours) + failed {c['failed']}")
     if c.get("ok_other_config"):

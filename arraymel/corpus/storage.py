@@ -90,7 +90,7 @@ class Lock:
         self.path = os.path.join(out_root, LOCK_NAME)
         self.fd: int | None = None
 
-    def acquire(self) -> "Lock":
+    def acquire(self) -> Lock:
         import fcntl
 
         try:
@@ -135,7 +135,7 @@ class Lock:
                 os.close(self.fd)
                 self.fd = None
 
-    def __enter__(self) -> "Lock":
+    def __enter__(self) -> Lock:
         return self.acquire()
 
     def __exit__(self, *exc) -> None:
@@ -213,7 +213,7 @@ def path_problems(keys: list[str], out_root: str) -> dict[str, str]:
 def remove_leftovers(out_root: str) -> list[str]:
     """Delete the temporary files of interrupted runs under OUT_DIR (call with the lock held)."""
     removed = []
-    for dirpath, dirnames, filenames in os.walk(out_root):
+    for dirpath, _dirnames, filenames in os.walk(out_root):
         for name in filenames:
             if _TMP_RE.match(name):
                 p = os.path.join(dirpath, name)

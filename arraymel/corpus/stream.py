@@ -27,12 +27,20 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
-from arraymel.corpus.decode import DecodeFailure, Opened, check_unchanged, describe_nonfinite, libsndfile_message, \
-    mix_channels, open_audio, read_whole
+from arraymel.corpus.decode import (
+    DecodeFailure,
+    Opened,
+    check_unchanged,
+    describe_nonfinite,
+    libsndfile_message,
+    mix_channels,
+    open_audio,
+    read_whole,
+)
 from arraymel.corpus.manifest import FileRecord
 from arraymel.corpus.settings import RESAMPLE_QUALITY, CorpusSettings
 from arraymel.corpus.storage import OutputError, Writer, describe_os_error, output_rel, printable

@@ -18,7 +18,8 @@ See docs/presets.md for each preset's parameters and its measured distance to it
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from arraymel.presets._common import WHISPER_SAMPLES, Preset
 from arraymel.presets._kaldi import kaldi, povey_window

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 from array_api_compat import array_namespace
@@ -73,8 +74,8 @@ class Preset:
     framer: Any = None
     #: ``samples -> samples`` after the signal step (None: unchanged).
     step_length: Callable[[int], int] | None = None
-    #: The fewest samples the reference takes, and why (checked before the pipeline and again in :meth:`finish`,
-    #: so that ``arraymel corpus`` fails such a file alone).
+    #: The fewest samples the preset takes, and why, saying what the reference does (checked before the pipeline and
+    #: again in :meth:`finish`, so that ``arraymel corpus`` fails such a file alone).
     min_samples: int = 1
     min_reason: str = ""
     #: The options behind ``step_length`` (for :attr:`corpus_unsupported`'s message).
@@ -220,8 +221,9 @@ class Preset:
         ValueError: arraymel.presets.whisper: x has 100 samples: ...
         """
         if samples < self.min_samples:
-            raise ValueError(f"arraymel.presets.{self.name}: x has {samples} samples: {self.min_reason}, so at least "
-                             f"{self.min_samples} samples (the reference raises too).")
+            reason = self.min_reason or "there is no signal to transform"
+            raise ValueError(f"arraymel.presets.{self.name}: x has {samples} samples: {reason}, so at least "
+                             f"{self.min_samples} {'samples are' if self.min_samples > 1 else 'sample is'} needed.")
 
     def prepare(self, x: Any) -> Any:
         """The signal the pipeline takes: ``x`` after the preset's signal step.
@@ -394,6 +396,27 @@ def one_of_aliases(preset: str, given: dict, names: tuple[str, ...], default: An
         raise TypeError(f"arraymel.presets.{preset}: {' and '.join(present)} are one option under two names; "
                         "give one of them.")
     return given[present[0]] if present else default
+
+
+class _Default(int):
+    """An int default that can be told from the same number given by the caller (``n_mels is N_MELS``)."""
+
+    __slots__ = ()
+
+
+#: ``n_mels``'s default (80) in the presets that also take transformers' ``feature_size`` for it.
+N_MELS = _Default(80)
+
+
+def n_mels_or_feature_size(preset: str, n_mels: Any, feature_size: Any) -> int:
+    """The mel bands of a preset that takes openai-whisper's/NeMo's ``n_mels`` and transformers' ``feature_size``:
+    either name, or both when they agree; a TypeError when both are given and differ."""
+    if feature_size is not None:
+        if n_mels is not N_MELS and n_mels != feature_size:
+            raise TypeError(f"arraymel.presets.{preset}: n_mels={n_mels!r} and feature_size={feature_size!r} are one "
+                            "option under two names (transformers' feature_size); give one of them.")
+        n_mels = feature_size
+    return check_int(preset, "n_mels" if feature_size is None else "feature_size", n_mels)
 
 
 # ------------------------------------------------------------------------------ input checks

@@ -19,8 +19,18 @@ from array_api_compat import device as xp_device
 from arraymel._config import KALDI_PREEMPHASIS
 from arraymel.core.framing import index_dtype
 from arraymel.presets._common import (
-    FRAME_BLOCK, Preset, check_bool, check_int, check_real, choice, float_signal, make_config, one_of_aliases, refuse,
-    seeded_noise, to_namespace,
+    FRAME_BLOCK,
+    Preset,
+    check_bool,
+    check_int,
+    check_real,
+    choice,
+    float_signal,
+    make_config,
+    one_of_aliases,
+    refuse,
+    seeded_noise,
+    to_namespace,
 )
 
 #: Kaldi's floor of the energy and of the mel energies before the logarithm: ``FLT_EPSILON``.
@@ -367,7 +377,12 @@ def kaldi(*, num_mel_bins: int = 23, sample_frequency: float = 16000, frame_leng
                 preemph_coeff=preemph, remove_dc_offset=remove_dc, window_type=window_type,
                 blackman_coeff=blackman_coeff, energy_floor=energy_floor, eps=eps, **flags)
     return Preset(name, "kaldi-native-fbank OnlineFbank / torchaudio.compliance.kaldi.fbank", cfg, opts,
-                  log_rule=rule, framer=framer)
+                  log_rule=rule, framer=framer, min_samples=win if flags["snip_edges"] else hop - hop // 2,
+                  min_reason=(f"with snip_edges=True a frame is frame_length_ms={length_ms:g} ms = {win} samples"
+                              if flags["snip_edges"] else
+                              f"with snip_edges=False the first frame needs half a frame_shift_ms={shift_ms:g} ms "
+                              f"= {hop} samples") + f" at {sr:g} Hz, Kaldi returns no frame for a shorter signal, and "
+                  "the preset refuses it rather than return no features (docs/presets.md)")
 
 
 def _check_bins(cfg: Any) -> None:

@@ -5,13 +5,24 @@ from __future__ import annotations
 import functools
 import math
 import numbers
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
 from arraymel.presets._common import (
-    Preset, check_bool, check_float_finite, check_int, check_real, choice, db, frames_after_padding, make_config,
-    pad_signal, per_example_max, refuse,
+    Preset,
+    check_bool,
+    check_float_finite,
+    check_int,
+    check_real,
+    choice,
+    db,
+    frames_after_padding,
+    make_config,
+    pad_signal,
+    per_example_max,
+    refuse,
 )
 
 #: librosa.stft's pad modes with center=True (it refuses wrap, maximum, mean, median and minimum).
@@ -35,7 +46,12 @@ def _window_values(window: Any, win_length: int) -> Any:
         except ImportError:
             raise refuse("librosa", "window", window, "windows other than 'hann' and 'hamming' are computed by "
                          "scipy.signal.get_window, as librosa does: install scipy, or pass the window's values") from None
-        return scipy.signal.get_window(window, win_length, fftbins=True).astype(np.float64)
+        try:
+            return scipy.signal.get_window(window, win_length, fftbins=True).astype(np.float64)
+        except ValueError as e:  # scipy's message names the window only
+            raise ValueError(f"arraymel.presets.librosa: window={window!r} is not allowed: scipy.signal.get_window "
+                             f"refuses it ({e}); a window is a name or tuple scipy.signal.get_window takes, a callable "
+                             "of the length, or an array of win_length values, as librosa takes.") from None
     values = np.asarray(window, dtype=np.float64)
     if values.shape != (win_length,):
         raise ValueError(f"arraymel.presets.librosa: window has shape {values.shape}: an array window must have "
@@ -170,8 +186,9 @@ def librosa(*, sr: float = 22050, n_fft: int = 2048, hop_length: int | None = No
     if not callable(ref):
         ref = check_real(name, "ref", ref)
     if callable(ref) and top_db_scope != "example":
-        raise ValueError("arraymel.presets.librosa: a callable ref is applied per spectrogram: it needs "
-                         "top_db_scope='example'.")
+        raise ValueError(f"arraymel.presets.librosa: top_db_scope={top_db_scope!r} is not allowed with a callable "
+                         f"ref ({getattr(ref, '__name__', ref)!r}): a callable ref is applied per spectrogram, so "
+                         "top_db_scope must be 'example'.")
     amin = check_real(name, "amin", amin, minimum=0.0, strict=True)
     if top_db is not None:
         top_db = check_real(name, "top_db", top_db, minimum=0.0)

@@ -9,7 +9,17 @@ import numpy as np
 
 from arraymel.core.log_rules import nemo_log_normalised
 from arraymel.presets._common import (
-    Preset, check_int, check_real, float_signal, make_config, preemphasis as _preemphasis, refuse,
+    N_MELS,
+    Preset,
+    check_int,
+    check_real,
+    float_signal,
+    make_config,
+    n_mels_or_feature_size,
+    refuse,
+)
+from arraymel.presets._common import (
+    preemphasis as _preemphasis,
 )
 
 
@@ -32,7 +42,7 @@ def _signal(x: Any, xp: Any, *, coefficient: float) -> Any:
     return _preemphasis(float_signal(x, xp), xp, coefficient)
 
 
-def nemo(n_mels: int = 80, *, feature_size: int | None = None, sampling_rate: int = 16000, hop_length: int = 160,
+def nemo(n_mels: int = N_MELS, *, feature_size: int | None = None, sampling_rate: int = 16000, hop_length: int = 160,
          n_fft: int = 512, win_length: int = 400, preemphasis: float | None = 0.97,
          padding_value: float = 0.0) -> Preset:
     """NeMo's ``AudioToMelSpectrogramPreprocessor`` as transformers' ``ParakeetFeatureExtractor`` computes it
@@ -66,12 +76,7 @@ def nemo(n_mels: int = 80, *, feature_size: int | None = None, sampling_rate: in
     (128, 101)
     """
     name = "nemo"
-    if feature_size is not None:
-        if n_mels != 80 and n_mels != feature_size:
-            raise TypeError(f"arraymel.presets.nemo: n_mels={n_mels!r} and feature_size={feature_size!r} are one "
-                            "option under two names; give one of them.")
-        n_mels = feature_size
-    n_mels = check_int(name, "n_mels", n_mels)
+    n_mels = n_mels_or_feature_size(name, n_mels, feature_size)
     sr = check_int(name, "sampling_rate", sampling_rate)
     hop = check_int(name, "hop_length", hop_length)
     n_fft = check_int(name, "n_fft", n_fft)

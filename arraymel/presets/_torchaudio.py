@@ -8,7 +8,16 @@ from typing import Any
 import numpy as np
 
 from arraymel.presets._common import (
-    Preset, check_bool, check_int, check_real, choice, db, frames_after_padding, make_config, pad_signal, refuse,
+    Preset,
+    check_bool,
+    check_int,
+    check_real,
+    choice,
+    db,
+    frames_after_padding,
+    make_config,
+    pad_signal,
+    refuse,
 )
 
 #: torch.stft's pad modes (``torch.nn.functional.pad``) and NumPy's names for them.
@@ -159,7 +168,8 @@ def torchaudio(*, sample_rate: int = 16000, n_fft: int = 400, win_length: int | 
                                                 pad_mode=pad_mode),
                   min_samples=max(1, n_fft // 2 + 1 - 2 * pad) if center and pad_mode == "reflect" else 1,
                   min_reason=f"torch.stft (center=True, pad_mode='reflect') reflect-pads n_fft // 2 = {n_fft // 2} "
-                             f"samples on each side of the signal and its pad={pad} zeros, which needs more than that")
+                             f"samples on each side of the signal and its pad={pad} zeros, which needs more than that "
+                             "(torch.stft raises too)")
 
 
 def _window_host(window: Any, win: int) -> np.ndarray:

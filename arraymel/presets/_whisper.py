@@ -7,7 +7,16 @@ from typing import Any
 
 from arraymel.core.log_rules import whisper_log
 from arraymel.presets._common import (
-    Preset, check_bool, check_int, check_real, float_signal, make_config, pad_signal, refuse,
+    N_MELS,
+    Preset,
+    check_bool,
+    check_int,
+    check_real,
+    float_signal,
+    make_config,
+    n_mels_or_feature_size,
+    pad_signal,
+    refuse,
     seeded_noise,
 )
 
@@ -32,7 +41,7 @@ def _length(samples: int, *, padding: int, chunk: int | None) -> int:
     return (chunk if chunk is not None else samples) + padding
 
 
-def whisper(n_mels: int = 80, *, feature_size: int | None = None, sampling_rate: int = 16000, hop_length: int = 160,
+def whisper(n_mels: int = N_MELS, *, feature_size: int | None = None, sampling_rate: int = 16000, hop_length: int = 160,
             chunk_length: int = 30, n_fft: int = 400, padding: int | str = 0, padding_value: float = 0.0,
             pad_or_trim: bool = False, dither: float = 0.0, seed: int | None = None,
             return_attention_mask: bool = False) -> Preset:
@@ -79,12 +88,7 @@ def whisper(n_mels: int = 80, *, feature_size: int | None = None, sampling_rate:
     (64, 125)
     """
     name = "whisper"
-    if feature_size is not None:
-        if n_mels != 80 and n_mels != feature_size:
-            raise TypeError(f"arraymel.presets.whisper: n_mels={n_mels!r} and feature_size={feature_size!r} are one "
-                            "option under two names (openai-whisper's and transformers'); give one of them.")
-        n_mels = feature_size
-    n_mels = check_int(name, "n_mels", n_mels)
+    n_mels = n_mels_or_feature_size(name, n_mels, feature_size)
     sr = check_int(name, "sampling_rate", sampling_rate)
     hop = check_int(name, "hop_length", hop_length)
     n_fft = check_int(name, "n_fft", n_fft)
@@ -117,4 +121,5 @@ def whisper(n_mels: int = 80, *, feature_size: int | None = None, sampling_rate:
                   step_why=f"pad_or_trim={pad_or_trim!r}, padding={padding}" if length else "",
                   min_samples=1 if chunk is not None else max(1, n_fft // 2 + 1 - padding),
                   min_reason=f"the STFT (torch.stft, centred) reflect-pads n_fft // 2 = {n_fft // 2} samples on each "
-                             f"side of the signal and its {padding} padding zeros, which needs more than that")
+                             f"side of the signal and its {padding} padding zeros, which needs more than that "
+                             "(torch.stft raises too)")

@@ -5,7 +5,6 @@ import pathlib
 
 import matplotlib.pyplot as plt
 import numpy as np
-
 import sitedata
 
 run = json.loads((pathlib.Path(sitedata.__file__).parents[1] / "data" / "bench_cpu.json").read_text())

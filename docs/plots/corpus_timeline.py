@@ -11,7 +11,6 @@ import time
 
 import matplotlib.pyplot as plt
 import numpy as np
-
 from sitedata import SAMPLING_RATE, speech_like, write_wav
 
 root = pathlib.Path("corpus-timeline").resolve()

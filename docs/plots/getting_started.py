@@ -1,4 +1,4 @@
-import soundfile as sf   # the cli extra; any reader that gives float32 works
+import soundfile as sf  # the cli extra; any reader that gives float32 works
 
 import arraymel
 import arraymel.plot

@@ -1,9 +1,9 @@
 # The home page's picture: the mel spectrogram of the site's speech-like clip.
 import matplotlib.pyplot as plt
+from sitedata import SAMPLING_RATE, speech_like
 
 import arraymel
 from arraymel.plot import specshow
-from sitedata import SAMPLING_RATE, speech_like
 
 params = dict(sampling_rate=SAMPLING_RATE, fft_length=1024, sequence_length=400, sequence_stride=160,
               num_mel_bins=80, max_freq=8000)

@@ -6,9 +6,9 @@ os.environ.setdefault("KERAS_BACKEND", "numpy")
 import keras
 import matplotlib.pyplot as plt
 import numpy as np
+from sitedata import SAMPLING_RATE, speech_like
 
 import arraymel
-from sitedata import SAMPLING_RATE, speech_like
 
 params = dict(sampling_rate=SAMPLING_RATE, fft_length=512, sequence_length=400, sequence_stride=160,
               num_mel_bins=80)

@@ -10,6 +10,7 @@ See docs/gpu.md for what this verifies and what only a GPU can.
 """
 
 from cuda_cpu.build import KernelError, Module, Pointer, build, build_many
-from cuda_cpu.ops import EmuOps, build_all_kernels, emulated_engine
+from cuda_cpu.ops import EmuOps, build_all_kernels, emulated_engine, emulated_fused_engine
 
-__all__ = ["EmuOps", "KernelError", "Module", "Pointer", "build", "build_all_kernels", "build_many", "emulated_engine"]
+__all__ = ["EmuOps", "KernelError", "Module", "Pointer", "build", "build_all_kernels", "build_many", "emulated_engine",
+           "emulated_fused_engine"]

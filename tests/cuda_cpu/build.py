@@ -20,10 +20,11 @@ import re
 import subprocess
 import tempfile
 import threading
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -53,7 +54,8 @@ class KernelError(AssertionError):
 
 
 # ------------------------------------------------------------------------------------ source rewrite
-_SHARED_ARRAY = re.compile(r"(?<![\w])__shared__\s+((?:__align__\(\d+\)\s+)?)([A-Za-z_][\w:<>, ]*?)\s+(\w+)\s*((?:\[[^\]]+\])*)\s*;")
+_SHARED_ARRAY = re.compile(
+    r"(?<![\w])__shared__\s+((?:__align__\(\d+\)\s+)?)([A-Za-z_][\w:<>, ]*?)\s+(\w+)\s*((?:\[[^\]]+\])*)\s*;")
 _EXTERN_SHARED = re.compile(r"extern\s+__shared__\s+(?:__align__\(\d+\)\s+)?([A-Za-z_][\w:<> ]*?)\s+(\w+)\s*\[\s*\]\s*;")
 
 
@@ -130,11 +132,11 @@ def compile_library(source: str, expressions: Sequence[str], sanitize: bool = Fa
     return path
 
 
-_MODULES: dict[Path, "Module"] = {}
+_MODULES: dict[Path, Module] = {}
 _LOCK = threading.Lock()
 
 
-def build(source: str, expressions: Sequence[str], sanitize: bool = False) -> "Module":
+def build(source: str, expressions: Sequence[str], sanitize: bool = False) -> Module:
     """The :class:`Module` of ``expressions`` instantiated from ``source`` (compiled once, cached on disk)."""
     path = compile_library(source, expressions, sanitize)
     with _LOCK:
@@ -144,7 +146,7 @@ def build(source: str, expressions: Sequence[str], sanitize: bool = False) -> "M
     return mod
 
 
-def build_many(jobs: Sequence[tuple[str, Sequence[str]]], sanitize: bool = False) -> list["Module"]:
+def build_many(jobs: Sequence[tuple[str, Sequence[str]]], sanitize: bool = False) -> list[Module]:
     """Several modules, compiled in parallel (one g++ per core)."""
     with ThreadPoolExecutor(max_workers=max(1, os.cpu_count() or 1)) as pool:
         paths = list(pool.map(lambda j: compile_library(j[0], j[1], sanitize), jobs))
@@ -211,7 +213,8 @@ class Module:
         """Run ``expression`` over ``grid`` x ``block`` (every block, or only the linear ids in ``blocks``).
 
         ``ftz`` flushes denormals as NVRTC's ``-ftz=true`` does for float32 (the CPU's FTZ/DAZ also
-        apply to double, so the default is on only when no parameter is a double or a double pointer); ``shuffle`` randomises block order and the thread order of every round, from ``seed``.
+        apply to double, so the default is on only when no parameter is a double or a double pointer); ``shuffle``
+        randomises block order and the thread order of every round, from ``seed``.
         Raises :class:`KernelError` on a broken CUDA rule and :class:`TypeError` on an argument whose type
         is not the parameter's.
         """

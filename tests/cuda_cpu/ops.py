@@ -20,11 +20,12 @@ from __future__ import annotations
 import ctypes
 import mmap
 import weakref
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
-from arraymel._cupy import kernels
+from arraymel._cupy import fused_kernels, kernels
 from cuda_cpu.build import KernelError, Module, Pointer, build, build_many
 
 GUARD = 4096  # bytes of poison before a buffer (after it: an inaccessible page)
@@ -218,9 +219,15 @@ class EmuOps:
 
     def launch(self, kernel: str, dtype_name: str, in_dtype_name: str | None, grid: tuple, block: tuple, smem: int,
                args: tuple) -> None:
-        """The engine's launch: the instantiation of ``kernel`` from arraymel's kernel text."""
-        expr = kernels.name_expression(kernel, dtype_name, in_dtype_name)
-        mod = kernel_modules(dtype_name, in_dtype_name if kernel in kernels.INPUT_KERNELS else None, self.sanitize)
+        """The engine's launch: the instantiation of ``kernel`` from arraymel's kernel text (the fused
+        kernel's text for ``am_fused_mel``)."""
+        if kernel in fused_kernels.FUSED_KERNELS:
+            expr = fused_kernels.fused_name_expression(kernel, dtype_name, in_dtype_name)
+            mod = build(fused_kernels.FUSED_SOURCE, fused_kernels.fused_name_expressions(dtype_name, in_dtype_name),
+                        self.sanitize)
+        else:
+            expr = kernels.name_expression(kernel, dtype_name, in_dtype_name)
+            mod = kernel_modules(dtype_name, in_dtype_name if kernel in kernels.INPUT_KERNELS else None, self.sanitize)
         self.launches.append((kernel, tuple(int(g) for g in grid), int(smem)))
         self.launch_expr(mod, expr, grid, block, smem, args)
 
@@ -271,3 +278,15 @@ def emulated_engine(cfg: Any, dtype_name: str, **ops_options: Any) -> Any:
     ops = EmuOps(**ops_options)
     consts = {k: (ops.to_device(v) if isinstance(v, np.ndarray) else v) for k, v in consts_host(params).items()}
     return Engine(params, ops, Constants(**consts))
+
+
+def emulated_fused_engine(cfg: Any, dtype_name: str, **ops_options: Any) -> Any:
+    """The fused GPU path's :class:`~arraymel._cupy.fused.FusedEngine` for ``cfg`` on the emulator."""
+    from arraymel._cupy.engine import Constants, consts_host
+    from arraymel._cupy.fused import FusedEngine, twiddles_host
+    from arraymel._cupy.params import mel_params
+
+    params = mel_params(cfg, dtype_name)
+    ops = EmuOps(**ops_options)
+    consts = {k: (ops.to_device(v) if isinstance(v, np.ndarray) else v) for k, v in consts_host(params).items()}
+    return FusedEngine(params, ops, Constants(**consts), ops.to_device(twiddles_host(params)))

@@ -16,13 +16,15 @@ Guard zones are checked after every launch, as in :class:`~cuda_cpu.ops.EmuOps`.
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 
 from arraymel._cupy import kernels
 from cuda_cpu.build import KernelError
 from cuda_cpu.ops import EmuOps
+
 
 class ScaleOps(EmuOps):
     """:class:`EmuOps` with sparse buffers and sampled blocks; call :meth:`begin` with the plan before ``Engine.run``."""
@@ -125,7 +127,7 @@ class ScaleOps(EmuOps):
         else:
             self._grid_x = grid[0]
             ids |= self._clip_blocks(a, a["out"].offset if isinstance(a["out"], kernels.Ptr) else 0)
-        self.sample = lambda expression, g, chosen=sorted(ids): chosen
+        self.sample = lambda expression, g, chosen=sorted(ids): chosen  # noqa: B008 - sorted once, here
         self.blocks_run[kernel] = self.blocks_run.get(kernel, 0) + len(ids)
         try:
             super().launch(kernel, dtype_name, in_dtype_name, grid, block, smem, args)

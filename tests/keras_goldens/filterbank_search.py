@@ -10,7 +10,7 @@ tiny-weight edge) plus faint noise. For the values within 80 dB of Keras's maxim
 * ``keras``: the same with ``filterbank="keras"``;
 * ``own``: Keras's own float32 rounding, max |Keras - the float64 evaluation with Keras's filterbank|;
 * ``excess``: max over values of |arraymel - Keras| - |Keras - float64 with Keras's filterbank|, i.e. how
-  far arraymel is from Keras beyond Keras's own rounding (SPEC.md: at most arraymel's float32 bound).
+  far arraymel is from Keras beyond Keras's own rounding (docs/semantics.md: at most arraymel's float32 bound).
 
 Printed: the counts of configurations over 2e-3 dB, the worst figures, and the worst configurations as
 Python literals (tests/test_parity_keras.py keeps some of them).
@@ -26,7 +26,7 @@ import numpy as np
 
 os.environ.setdefault("KERAS_BACKEND", "numpy")
 
-NEAR = 80.0  # dB below the maximum: SPEC.md's strict region
+NEAR = 80.0  # dB below the maximum: docs/semantics.md's strict region
 
 
 def random_config(rng: np.random.Generator) -> dict:

@@ -21,7 +21,7 @@ So a venv with keras, jax[cpu] and scipy is needed, e.g.::
 
 The goldens are whatever Keras outputs, quirks included (one top_db maximum over the whole
 input, NaN spreading through that maximum, int(sampling_rate / 2) as the default max_freq,
-a float32 filterbank even for a float64 layer, ...). Cases where SPEC.md deliberately
+a float32 filterbank even for a float64 layer, ...). Cases where docs/semantics.md deliberately
 differs from Keras (top_db=None, min_freq >= max_freq, compute_output_shape) are not here.
 
 3-D inputs: Keras documents 1-D and 2-D inputs only. With the default top_db_scope="batch"
@@ -450,7 +450,7 @@ def keras_empty_bands(params: dict) -> list[int]:
 
 
 def oracle_vs_keras(params: dict, x: np.ndarray, y: np.ndarray, window) -> dict:
-    """How far the float64 evaluation of SPEC.md (tests/oracle.py) is from Keras, for the record."""
+    """How far the float64 evaluation of docs/semantics.md (tests/oracle.py) is from Keras, for the record."""
     sys.path.insert(0, str(HERE.parent))
     import oracle
 
@@ -537,7 +537,7 @@ def generate() -> tuple[dict, dict]:
             "reshaped back, so the top_db maximum is over the whole input (Keras's batch scope); Keras 3.15's "
             "NumPy backend accepts them directly with an identical result (asserted at generation)."
         ),
-        "excluded": "top_db=None (Keras TypeError), min_freq >= max_freq (Keras constant -100 dB), compute_output_shape: SPEC.md differs there on purpose",
+        "excluded": "top_db=None (Keras TypeError), min_freq >= max_freq (Keras constant -100 dB), compute_output_shape: docs/semantics.md differs there on purpose",
         "cases": out_cases,
     }
     return meta, arrays

@@ -3,16 +3,16 @@
     .venv/bin/python tests/keras_goldens/report.py            # all cases
     .venv/bin/python tests/keras_goldens/report.py --json out.json
 
-dB cases show the max |difference| within 80 dB of the maximum (SPEC.md's strict region; the
+dB cases show the max |difference| within 80 dB of the maximum (docs/semantics.md's strict region; the
 part below 80 dB is shown after a slash when there is one); power cases the max relative
 difference ``|a - b| / (|b| + 1e-6 max|b|)``. Columns:
 
-* ``oracle~K``: tests/oracle.py (float64) vs the Keras golden (SPEC.md: <= 2e-3 dB expected
+* ``oracle~K``: tests/oracle.py (float64) vs the Keras golden (docs/semantics.md: <= 2e-3 dB expected
   except where Keras's float32 filterbank is itself further away: see cases.json).
 * ``auto~K``, ``gen~K``, ``strict~K``: arraymel float32 on the NumPy fast path, the generic path on
-  NumPy and the generic path on array-api-strict, vs the Keras golden (SPEC.md: <= 2e-3 dB).
-* ``auto~O``, ``gen~O``: the same float32 runs vs the oracle (SPEC.md: <= 1e-3 dB).
-* ``auto64~O``, ``gen64~O``: float64 input vs the oracle (SPEC.md: <= 1e-9 dB).
+  NumPy and the generic path on array-api-strict, vs the Keras golden (docs/semantics.md: <= 2e-3 dB).
+* ``auto~O``, ``gen~O``: the same float32 runs vs the oracle (docs/semantics.md: <= 1e-3 dB).
+* ``auto64~O``, ``gen64~O``: float64 input vs the oracle (docs/semantics.md: <= 1e-9 dB).
 A cell ``ERR`` means arraymel raised; the exception is printed below the table.
 """
 

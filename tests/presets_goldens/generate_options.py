@@ -17,7 +17,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import generate  # noqa: E402  (its stand-ins for torchaudio's extension and whisper's package)
 
 torch, torchaudio, whisper = generate.torch, generate.torchaudio, generate.whisper
-import torchaudio.compliance.kaldi  # noqa: E402
+import torchaudio.compliance.kaldi  # noqa: E402, F811  (the submodule itself, after generate's stand-ins)
 
 #: Each case: (MelSpectrogram options, AmplitudeToDB options or None for no dB). Window functions by name in
 #: torch (the test passes the same functions).

@@ -26,7 +26,8 @@ import hashlib
 import io
 import os
 import uuid
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
