@@ -272,7 +272,8 @@ def test_cupy_float64_equals_generic_on_cupy(cp, name):
 @pytest.mark.gpu
 @pytest.mark.parametrize("name", CASE_NAMES)
 def test_cupy_float32_agrees_with_numpy_path(cp, name):
-    """float32: the CuPy path and the tuned NumPy path, each within docs/semantics.md's bounds of float64, so within twice of each other."""
+    """float32: the CuPy path and the tuned NumPy path, each within docs/semantics.md's bounds of float64, so within
+    twice of each other."""
     x = input_as(name, "float32")
     gpu = to_numpy(run_arraymel(name, cp.asarray(x), backend="auto"))
     cpu = run_arraymel(name, x, backend="auto")
