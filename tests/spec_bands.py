@@ -1,4 +1,4 @@
-"""SPEC.md's tolerances with the float32 bands measured in power-equivalent dB below the maximum.
+"""docs/semantics.md's tolerances with the float32 bands measured in power-equivalent dB below the maximum.
 
 A value ``L`` dB below the maximum of its spectrogram (each example of a batch is one spectrogram)
 lies ``L * 2 / mag_exp`` dB below it in power terms. float32 dB output: <= 1e-3 dB within 60 dB
@@ -46,7 +46,7 @@ def db_band_errors(actual, expected, mag_exp: float = 2.0) -> dict[str, float]:
 
 
 def assert_spec_close(actual, expected, *, dtype: str, power_to_db: bool = True, mag_exp: float = 2.0) -> dict:
-    """SPEC.md's bound for ``dtype`` output; returns the band errors (dB) or ``{"power": rel}``."""
+    """docs/semantics.md's bound for ``dtype`` output; returns the band errors (dB) or ``{"power": rel}``."""
     if not power_to_db:
         rtol, frac = POWER_TOL[dtype]
         b = np.asarray(expected, dtype=np.float64)

@@ -7,7 +7,7 @@ cuFFT's rounding) and ``cuda`` (CupyState on a device; marked ``gpu``, skipped w
 The grids: every case of tests/test_parity_oracle.py (Keras goldens' inputs, extensions, seeded random
 configurations) through each frame layout the config allows (pitched in-place FFT and gathered
 frames), in one chunk and in about three time chunks; the grid of tests/test_cupy_emulated.py; short
-inputs, ranks, input dtypes, strided input, NaN. Tolerances are SPEC.md's (tests/spec_bands.py:
+inputs, ranks, input dtypes, strided input, NaN. Tolerances are docs/semantics.md's (tests/spec_bands.py:
 float32 bands in power-equivalent dB below the maximum, float64 1e-9 dB, power 1e-4 relative + 1e-6
 of the maximum). Run with ``-s`` for the max difference per band and target.
 """
@@ -272,7 +272,8 @@ def test_cupy_float64_equals_generic_on_cupy(cp, name):
 @pytest.mark.gpu
 @pytest.mark.parametrize("name", CASE_NAMES)
 def test_cupy_float32_agrees_with_numpy_path(cp, name):
-    """float32: the CuPy path and the tuned NumPy path, each within SPEC.md of float64, so within twice of each other."""
+    """float32: the CuPy path and the tuned NumPy path, each within docs/semantics.md's bounds of float64, so within
+    twice of each other."""
     x = input_as(name, "float32")
     gpu = to_numpy(run_arraymel(name, cp.asarray(x), backend="auto"))
     cpu = run_arraymel(name, x, backend="auto")

@@ -1,11 +1,11 @@
-"""Parity with the independent float64 evaluation of SPEC.md (``tests/oracle.py``).
+"""Parity with the independent float64 evaluation of docs/semantics.md (``tests/oracle.py``).
 
 The grid: every Keras golden case (its stored input and parameters), the extensions Keras
 cannot produce (top_db=None, top_db_scope="example", 4-D input, the ``dtype`` argument),
 and a fixed set of seeded random configurations. Each runs on the NumPy fast path
 (``backend="auto"`` with NumPy input) and on the generic path for every ``xp`` namespace.
 
-Tolerances (SPEC.md): float32 dB band by band, by a value's power-equivalent distance below the
+Tolerances (docs/semantics.md): float32 dB band by band, by a value's power-equivalent distance below the
 maximum of its spectrogram (``_helpers.F32_DB_BANDS``: 1e-3 dB within 60 dB, 3e-3 dB at 60-80,
 2e-2 dB at 80-100, no bound further below); float64 input (or dtype="float64") within 1e-9
 dB everywhere; power/magnitude outputs ``|a - b| <= 1e-4 |b| + 1e-6 max|b|`` in float32 and
@@ -40,8 +40,8 @@ F64_POWER_RTOL, F64_POWER_ATOL_FRAC = 1e-10, 1e-13
 RESULTS: dict[tuple[str, str], str] = {}
 BAND_ERRORS: dict[tuple[str, str], dict[str, float]] = {}
 
-# Known conflicts with SPEC.md's first float32 band: (path, case) -> the bound used instead. Empty
-# since SPEC.md's bands were revised (a float32 FFT meets them everywhere).
+# Known conflicts with docs/semantics.md's first float32 band: (path, case) -> the bound used instead. Empty
+# (a float32 FFT meets the bands everywhere on these cases).
 KNOWN_F32_NEAR: dict = {}
 
 
@@ -75,7 +75,7 @@ def _signal(rng: np.random.Generator, shape, sr=16000.0, gains_db=None) -> np.nd
 
 
 def _extension_cases() -> dict[str, dict]:
-    """Cases Keras cannot give a golden for (SPEC.md extensions), with seeded inputs."""
+    """Cases Keras cannot give a golden for (arraymel's extensions), with seeded inputs."""
     rng = np.random.default_rng(7001)
     small = {"fft_length": 512, "sequence_stride": 128, "num_mel_bins": 64}
     quiet_tail = _signal(rng, (4000,))
@@ -113,7 +113,7 @@ def _extension_cases() -> dict[str, dict]:
 
 
 def _random_cases(count: int = 16) -> dict[str, dict]:
-    """Seeded random configurations over the whole parameter space SPEC.md allows."""
+    """Seeded random configurations over the whole parameter space docs/semantics.md allows."""
     rng = np.random.default_rng(20261124)
     out = {}
     for i in range(count):
@@ -238,7 +238,7 @@ def _summary():
     if not RESULTS:
         return
     labels = sorted({label for label, _ in RESULTS})
-    print("\n\narraymel vs tests/oracle.py (float64 SPEC.md): max |diff| (float32 dB, per band of power-equivalent dB "
+    print("\n\narraymel vs tests/oracle.py (float64, docs/semantics.md): max |diff| (float32 dB, per band of power-equivalent dB "
           "below the maximum: 0-60 / 60-80 / 80-100 / >100; float64: all) or max relative (power)")
     width = max(len(n) for n in CASE_NAMES)
     print(f"{'case':{width}s}  " + "  ".join(f"{lab:26s}" for lab in labels))

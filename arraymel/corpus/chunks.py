@@ -88,7 +88,7 @@ def process_chunk(sources: list[Source], settings: CorpusSettings, out_root: str
 
 def _serial(sources: list[Source], settings: CorpusSettings, writer: Writer, computer) -> list[FileRecord]:
     from arraymel.corpus.decode import DecodeFailure
-    from arraymel.corpus.pipeline import failed_record
+    from arraymel.corpus.records import failed_record
     from arraymel.corpus.stream import decode_or_stream
 
     def mel(y):

@@ -111,7 +111,7 @@ class DaskEngine:
                 self.cluster.close()
 
     def _failed(self, sources: list[Source], why: str) -> list[FileRecord]:
-        from arraymel.corpus.pipeline import failed_record
+        from arraymel.corpus.records import failed_record
 
         return [failed_record(s, why, self.settings.config_hash, None) for s in sources]
 

@@ -216,7 +216,7 @@ class _Worker:
     def _stream(self, opened, stream_file) -> FileRecord:
         preset = self.settings.preset_obj
         if preset is not None and (preset.signal_step or preset.log_rule or preset.drop_last_frame):
-            from arraymel.corpus.pipeline import failed_record
+            from arraymel.corpus.records import failed_record
 
             return failed_record(opened.source, f"too long to hold in --memory-per-worker "
                                  f"{self.settings.memory_per_worker:g} MB, and the {preset.name} preset needs the "
@@ -232,7 +232,7 @@ class _Worker:
         pickled list of ``(key, offset, shape, dtype, meta)`` at ``index_at`` (so that messages stay small)."""
         import pickle
 
-        from arraymel.corpus.pipeline import failed_record
+        from arraymel.corpus.records import failed_record
 
         raw = self.segment(segment, "output")
         files = pickle.loads(raw[index_at:index_at + index_len])
@@ -527,7 +527,7 @@ class DecoderEngine:
     # ------------------------------------------------------------------ records
     def _failed(self, source: Source, reason: str, meta: dict | None = None, decoded: Decoded | None = None
                 ) -> FileRecord:
-        from arraymel.corpus.pipeline import failed_record
+        from arraymel.corpus.records import failed_record
 
         return failed_record(source, reason, self.config_hash, self.versions_json, meta, decoded)
 

@@ -75,7 +75,7 @@ class ProcessEngine:
             self._ex = None
 
     def _failed(self, chunk: list[Source], why: str) -> list[FileRecord]:
-        from arraymel.corpus.pipeline import failed_record
+        from arraymel.corpus.records import failed_record
 
         return [failed_record(s, why, self.settings.config_hash, None) for s in chunk]
 

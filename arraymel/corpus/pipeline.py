@@ -27,29 +27,13 @@ from arraymel.corpus.compute import Computer, record_config_hash
 from arraymel.corpus.decode import Decoded, DecodeFailure
 from arraymel.corpus.discover import Source
 from arraymel.corpus.manifest import FileRecord
+from arraymel.corpus.records import failed_record
 from arraymel.corpus.settings import CorpusSettings, versions
 from arraymel.corpus.storage import OutputError, OutputPathError, Writer, output_rel, serialize
 from arraymel.corpus.stream import decode_or_stream
 
 #: How often (seconds) finished records are handed to the caller for a commit.
 COMMIT_INTERVAL = 0.5
-
-
-def failed_record(source: Source, reason: str, settings_hash: str, versions_json: str, meta: dict | None = None,
-                  decoded: Decoded | None = None) -> FileRecord:
-    meta = dict(meta or {})
-    if decoded is not None:
-        meta.update(size=decoded.size, mtime_ns=decoded.mtime_ns, sampling_rate=decoded.sampling_rate,
-                    channels=decoded.channels, samples=decoded.samples)
-    sr, n = meta.get("sampling_rate"), meta.get("samples")
-    return FileRecord(
-        key=source.key, status="failed", error=reason,
-        source_size=meta.get("size", source.size), source_mtime_ns=meta.get("mtime_ns", source.mtime_ns),
-        sampling_rate=sr, channels=meta.get("channels"), samples=n,
-        duration_s=(n / sr) if (sr and n is not None) else None,
-        mel_samples=None if decoded is None else decoded.length,
-        config_hash=settings_hash, versions=versions_json,
-    )
 
 
 class Pipeline:

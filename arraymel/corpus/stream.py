@@ -234,7 +234,7 @@ def decode_or_stream(source, settings: CorpusSettings, writer: Writer, mel: Call
         if opened.decoded_bytes(settings) > settings.stream_bytes:
             preset = settings.preset_obj
             if preset is not None and (preset.signal_step or preset.log_rule or preset.drop_last_frame):
-                from arraymel.corpus.pipeline import failed_record
+                from arraymel.corpus.records import failed_record
 
                 return failed_record(opened.source, f"too long to hold in --memory-per-worker "
                                      f"{settings.memory_per_worker:g} MB, and the {preset.name} preset needs the whole "
@@ -246,7 +246,7 @@ def decode_or_stream(source, settings: CorpusSettings, writer: Writer, mel: Call
 
 def _unrepresentable(opened: Opened, settings: CorpusSettings, versions_json: str | None, absmax: float,
                      received: int) -> FileRecord:
-    from arraymel.corpus.pipeline import failed_record
+    from arraymel.corpus.records import failed_record
 
     rec = failed_record(opened.source, f"values up to {absmax:.6g} exceed the {settings.out_dtype} range; use --out-dtype "
                                        "float32", settings.config_hash, versions_json, opened.meta)

@@ -223,8 +223,10 @@ class EmuOps:
         kernel's text for ``am_fused_mel``)."""
         if kernel in fused_kernels.FUSED_KERNELS:
             expr = fused_kernels.fused_name_expression(kernel, dtype_name, in_dtype_name)
-            mod = build(fused_kernels.FUSED_SOURCE, fused_kernels.fused_name_expressions(dtype_name, in_dtype_name),
-                        self.sanitize)
+            # one library per compute dtype with every input type, as tests/test_cupy_fused.py builds it (one compile)
+            exprs = [fused_kernels.fused_name_expression(k, dtype_name, it)
+                     for k in fused_kernels.FUSED_KERNELS for it in kernels.INPUT_CTYPES]
+            mod = build(fused_kernels.FUSED_SOURCE, exprs, self.sanitize)
         else:
             expr = kernels.name_expression(kernel, dtype_name, in_dtype_name)
             mod = kernel_modules(dtype_name, in_dtype_name if kernel in kernels.INPUT_KERNELS else None, self.sanitize)
