@@ -216,8 +216,37 @@ class CorpusDataset(torch.utils.data.Dataset):
 
     @staticmethod
     def collate(batch: list, pad_value: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(features, lengths)``: the batch padded with ``pad_value`` to its longest item along the last
-        (frames) axis, ``(batch, num_mel_bins, max_frames)``, and each item's frames, ``(batch,)`` int64."""
+        """Pad a list of features to one tensor: a ``collate_fn`` for ``torch.utils.data.DataLoader``.
+
+        Parameters
+        ----------
+        batch : list of torch.Tensor
+            Features ``(..., num_mel_bins, frames)`` of one dtype and device, as the dataset returns them;
+            they may differ in frames only.
+        pad_value : float, optional
+            What the frames past an item's end hold. Default 0.0 (give the features' floor, such as the
+            log of the smallest power, with ``functools.partial``).
+
+        Returns
+        -------
+        features : torch.Tensor
+            ``(batch, ..., num_mel_bins, max_frames)``, the batch's dtype and device: each item padded with
+            ``pad_value`` along its last (frames) axis to the longest item's frames.
+        lengths : torch.Tensor
+            ``(batch,)`` int64: each item's frames (a mask is ``arange(max_frames) < lengths[:, None]``).
+
+        See Also
+        --------
+        arraymel.corpus.Corpus.frames : The frames of a key without reading it (for bucketing).
+
+        Examples
+        --------
+        >>> import torch
+        >>> from arraymel.torch import CorpusDataset
+        >>> features, lengths = CorpusDataset.collate([torch.ones(2, 3), torch.ones(2, 1)], pad_value=-1.0)
+        >>> features[1].tolist(), lengths.tolist()
+        ([[1.0, -1.0, -1.0], [1.0, -1.0, -1.0]], [3, 1])
+        """
         lengths = torch.tensor([int(x.shape[-1]) for x in batch], dtype=torch.int64)
         width = int(lengths.max()) if len(batch) else 0
         out = batch[0].new_full((len(batch), *batch[0].shape[:-1], width), pad_value) if batch else torch.empty(0)

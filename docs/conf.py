@@ -122,3 +122,9 @@ def _note_plot_dependencies(app, docname, source):
 
 def setup(app):
     app.connect("source-read", _note_plot_dependencies)
+    # docs/architecture.md's diagram is a ```mermaid block: a forge draws it; here it is shown as its text
+    # (no mermaid.js: the site loads nothing from a CDN), and Pygments has no lexer by that name
+    from pygments.lexers.special import TextLexer
+    from sphinx.highlighting import lexers
+
+    lexers["mermaid"] = TextLexer()

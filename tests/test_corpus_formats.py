@@ -630,3 +630,109 @@ def test_status_and_open_after_a_kill_inside_a_manifest_transaction(outs, tmp_pa
     rc, text, err = cli("status", out)
     assert rc == 2 and f"files {N_TREE} = ok {N_TREE - 1}" in text, (rc, err)
     assert len(arraymel.corpus.open(out)) == N_TREE - 1
+
+
+# ------------------------------------------------------------------------ every engine, every sharded format
+N_SMALL = 40
+SMALL_SHARD = 7
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory):
+    """A small tree, and the process engine's outputs of it (npy and every sharded format): the reference
+    the other engines' shards are compared with, byte for byte."""
+    root = str(tmp_path_factory.mktemp("small"))
+    keys = write_tree(root, N_SMALL, seed=3)
+    base = tmp_path_factory.mktemp("small-processes")
+    res = {}
+    for fmt in ("npy", "shar", "kaldi"):
+        out = str(base / fmt)
+        extra = [] if fmt == "npy" else ["--format", fmt, "--shard-size", str(SMALL_SHARD)]
+        rc, _, err = cli(root, out, *MEL, "-q", "--engine", "processes", "--workers", "2", *extra)
+        assert rc == 2, err  # the empty file fails
+        res[fmt] = out
+    return root, keys, res
+
+
+def _shard_files(out: str, fmt: str) -> dict[str, bytes]:
+    """file name -> bytes of every file of the format's directory (feats.scp's absolute paths made relative)."""
+    d = os.path.join(out, fmt)
+    got = {}
+    for name in sorted(os.listdir(d)):
+        with open(os.path.join(d, name), "rb") as f:
+            got[name] = f.read().replace(os.fsencode(os.path.realpath(out)), b"OUT")
+    return got
+
+
+def _read_with_the_stack(out: str, fmt: str) -> dict[str, np.ndarray]:
+    """member id -> features (frames, bins), as lhotse or kaldiio reads them."""
+    if fmt == "shar":
+        return {cut.id: cut.load_features() for cut in lhotse.CutSet.from_shar(in_dir=os.path.join(out, "shar"))}
+    return dict(kaldiio.load_scp(os.path.join(out, "kaldi", "feats.scp")))
+
+
+@pytest.mark.parametrize("fmt", ["shar", "kaldi"])
+@pytest.mark.parametrize("engine,device", [("threads", "cpu"), ("decoders", "cpu"), ("decoders", "stand-in")])
+def test_every_engine_writes_the_sharded_formats(small, tmp_path, fmt, engine, device):
+    """Each engine hands its outputs to the shard writer: the stack's reader finds every ok file with the
+    numbers of that engine's own npy output; on the CPU the shards are the process engine's, byte for byte
+    (the stand-in device computes nothing: its outputs are zero-filled, so its own npy output is the oracle)."""
+    root, keys, procs = small
+    opts = ["--engine", engine, "--device", device, "--workers", "2"]
+    if engine == "decoders":
+        opts += ["--decode-workers", "2"]
+    out = str(tmp_path / fmt)
+    rc, _, err = cli(root, out, *MEL, "-q", *opts, "--format", fmt, "--shard-size", str(SMALL_SHARD))
+    assert rc == 2, err
+    if device == "cpu":
+        npy_dir = procs["npy"]
+        assert _shard_files(out, fmt) == _shard_files(procs[fmt], fmt)
+    else:
+        npy_dir = str(tmp_path / "npy")
+        rc, _, err = cli(root, npy_dir, *MEL, "-q", *opts)
+        assert rc == 2, err
+    ok = [k for k in keys if os.path.exists(os.path.join(npy_dir, k + ".npy"))]
+    assert len(ok) == N_SMALL - 1  # all but the empty file
+    ids = {member_id(k): k for k in ok}
+    got = _read_with_the_stack(out, fmt)
+    assert sorted(got) == sorted(ids), "every ok file, once"
+    for uid, a in got.items():
+        expected = np.load(os.path.join(npy_dir, ids[uid] + ".npy")).T
+        assert a.dtype == np.float32 and a.shape == expected.shape and np.array_equal(a, expected), ids[uid]
+    opened = arraymel.corpus.open(out)
+    assert sorted(opened.keys()) == sorted(ok)
+
+
+def test_decode_processes_shard_a_streamed_long_file(tmp_path):
+    """A file too long to hold (``--memory-per-worker 64``: streamed in blocks by its decode process) goes into
+    its shard like any other: the decoders engine's shard equals the process engine's, byte for byte."""
+    import soundfile as sf
+
+    root = str(tmp_path / "tree")
+    write_tree(root, 12, seed=5)
+    rng = np.random.default_rng(5)
+    sf.write(os.path.join(root, "long.wav"), (0.1 * rng.standard_normal(16000 * 140)).astype(np.float32), 16000)
+    outs = {}
+    for engine in ("processes", "decoders"):
+        outs[engine] = out = str(tmp_path / engine)
+        rc, _, err = cli(root, out, *MEL, "-q", "--engine", engine, "--device", "cpu", "--workers", "2",
+                         "--decode-workers", "2", "--memory-per-worker", "64", "--format", "shar", "--shard-size", "5")
+        assert rc == 2, err
+    assert _shard_files(outs["decoders"], "shar") == _shard_files(outs["processes"], "shar")
+    got = arraymel.corpus.open(outs["decoders"])
+    assert got["long.wav"].shape[-1] > 10000  # the long file is there, whole
+    assert not [n for n in os.listdir(outs["decoders"]) if ".arraymel-tmp-" in n], "no staged file left behind"
+
+
+def test_an_engine_that_returns_no_output_stops_the_run_naming_it(small, tmp_path, monkeypatch):
+    """An ok record without its staged output (an engine wired without ``Writer.attach``) stops the run with a
+    message naming the file, before a shard is written without that member."""
+    from arraymel.corpus.storage import Writer
+
+    monkeypatch.setattr(Writer, "attach", lambda self, records: None)
+    root, _, _ = small
+    out = str(tmp_path / "out")
+    rc, _, err = cli(root, out, *MEL, "-q", "--engine", "threads", "--device", "cpu", "--workers", "2",
+                     "--format", "kaldi", "--shard-size", str(SMALL_SHARD))
+    assert rc == 1 and "as done without its output" in err and "nothing of this shard was written" in err, err
+    assert not os.path.exists(os.path.join(out, "kaldi", "feats.scp"))

@@ -113,7 +113,7 @@ class _Worker:
         #: the manifest rows' config_hash (:func:`~arraymel.corpus.compute.record_config_hash`)
         self.config_hash = config_hash or settings.config_hash
         self.cfg = settings.mel
-        self.writer = Writer(out_root)
+        self.writer = Writer(out_root, stage=settings.sharded)  # sharded formats: outputs travel back in the records
         self.versions_json = versions_json
         #: mappings by kind: "slot" (the driver's fixed input slots) and "output" (output segments, which the
         #: driver replaces now and then: a mapping kept of a removed segment keeps its memory allocated)
@@ -222,7 +222,9 @@ class _Worker:
                                  f"{self.settings.memory_per_worker:g} MB, and the {preset.name} preset needs the "
                                  "whole file (its log rule or signal step is not computed block by block): raise "
                                  "--memory-per-worker", self.config_hash, self.versions_json, opened.meta)
-        return stream_file(opened, self.settings, self.writer, self.stream_mel, self.versions_json)
+        record = stream_file(opened, self.settings, self.writer, self.stream_mel, self.versions_json)
+        self.writer.attach([record])
+        return record
 
     # -------------------------------------------------------------- write
     def write(self, segment: str, index_at: int, index_len: int) -> list[FileRecord]:
@@ -241,7 +243,8 @@ class _Worker:
             count = int(np.prod(shape))
             array = raw[offset:offset + count * dt.itemsize].view(dt).reshape(shape)
             data = serialize(array)
-            sha = __import__("hashlib").sha256(data).hexdigest()
+            # sharded formats: the shard's SHA-256 covers the member
+            sha = None if self.writer.stage else __import__("hashlib").sha256(data).hexdigest()
             src = Source(key=key, path="", size=meta["size"], mtime_ns=meta["mtime_ns"])
             try:
                 _, dirs = self.writer.write(key, data)
@@ -256,6 +259,7 @@ class _Worker:
                 shape=tuple(int(s) for s in shape), dtype=dt.name, sha256=sha,
                 config_hash=self.config_hash, versions=self.versions_json, sync_dirs=tuple(dirs)))
         del array, raw
+        self.writer.attach(records)
         return records
 
 

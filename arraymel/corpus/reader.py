@@ -23,7 +23,21 @@ __all__ = ["Corpus", "CorpusError", "open"]
 
 class CorpusError(Exception):
     """An output of a corpus run is missing or damaged, or OUT_DIR holds no readable corpus; the message names
-    the file."""
+    the file.
+
+    See Also
+    --------
+    open : Raises it for a directory that holds no corpus; reading raises it for a damaged file.
+
+    Examples
+    --------
+    >>> import tempfile, arraymel.corpus
+    >>> try:
+    ...     arraymel.corpus.open(tempfile.mkdtemp())
+    ... except arraymel.corpus.CorpusError as e:
+    ...     print("holds no corpus" in str(e))
+    True
+    """
 
 
 class Corpus(Mapping):
@@ -52,6 +66,32 @@ class Corpus(Mapping):
         loadable with ``arraymel.MelSpectrogram.from_config``).
     config_hash : str
         The SHA-256 of the run's canonical configuration (``arraymel corpus status``).
+
+    Raises
+    ------
+    CorpusError
+        As :func:`open` raises it.
+
+    See Also
+    --------
+    open : How a Corpus is made.
+    arraymel.torch.CorpusDataset : A PyTorch dataset over a Corpus.
+
+    Examples
+    --------
+    >>> import numpy as np, soundfile as sf, tempfile
+    >>> import arraymel.corpus
+    >>> from arraymel.cli import main
+    >>> src, out = tempfile.mkdtemp(), tempfile.mkdtemp()
+    >>> sf.write(f"{src}/b.wav", np.zeros(16000, np.float32), 16000)
+    >>> sf.write(f"{src}/a.wav", np.zeros(8000, np.float32), 16000)
+    >>> main(["corpus", src, out, "-q", "--workers", "1"])
+    0
+    >>> corpus = arraymel.corpus.open(out)
+    >>> len(corpus), corpus.format, corpus["a.wav"].shape, corpus["a.wav"].dtype
+    (2, 'npy', (128, 16), dtype('float32'))
+    >>> "c.wav" in corpus
+    False
     """
 
     def __init__(self, out_dir: str | os.PathLike):
@@ -109,15 +149,105 @@ class Corpus(Mapping):
         return self._read(self._rows[i])
 
     def keys_in_order(self) -> list[str]:
-        """The keys, in the manifest's order (the same as iterating)."""
+        """The keys, in the manifest's order (the same as iterating).
+
+        Returns
+        -------
+        list of str
+            The keys of the files committed as ok, sorted as the manifest sorts them.
+
+        See Also
+        --------
+        frames : The frames of each, without reading the features.
+
+        Examples
+        --------
+        >>> import numpy as np, soundfile as sf, tempfile
+        >>> import arraymel.corpus
+        >>> from arraymel.cli import main
+        >>> src, out = tempfile.mkdtemp(), tempfile.mkdtemp()
+        >>> sf.write(f"{src}/b.wav", np.zeros(16000, np.float32), 16000)
+        >>> sf.write(f"{src}/a.wav", np.zeros(8000, np.float32), 16000)
+        >>> main(["corpus", src, out, "-q", "--workers", "1"])
+        0
+        >>> arraymel.corpus.open(out).keys_in_order()
+        ['a.wav', 'b.wav']
+        """
         return list(self._keys)
 
     def frames(self, key: str) -> int:
-        """The number of frames of ``key``'s features, from the manifest (nothing is read)."""
+        """The number of frames of ``key``'s features, from the manifest (nothing is read).
+
+        Parameters
+        ----------
+        key : str
+            A key of the corpus (the source's path relative to IN_DIR).
+
+        Returns
+        -------
+        int
+            The last axis of ``corpus[key]``: for sorting or bucketing by length without reading.
+
+        Raises
+        ------
+        KeyError
+            When ``key`` is not in the corpus.
+
+        See Also
+        --------
+        duration : The audio's duration, also from the manifest.
+
+        Examples
+        --------
+        >>> import numpy as np, soundfile as sf, tempfile
+        >>> import arraymel.corpus
+        >>> from arraymel.cli import main
+        >>> src, out = tempfile.mkdtemp(), tempfile.mkdtemp()
+        >>> sf.write(f"{src}/b.wav", np.zeros(16000, np.float32), 16000)
+        >>> sf.write(f"{src}/a.wav", np.zeros(8000, np.float32), 16000)
+        >>> main(["corpus", src, out, "-q", "--workers", "1"])
+        0
+        >>> corpus = arraymel.corpus.open(out)
+        >>> corpus.frames("b.wav"), corpus["b.wav"].shape[-1]
+        (32, 32)
+        """
         return int(self._rows[self._index[key]]["frames"])
 
     def duration(self, key: str) -> float:
-        """The audio duration of ``key`` in seconds, from the manifest."""
+        """The audio duration of ``key`` in seconds, from the manifest.
+
+        Parameters
+        ----------
+        key : str
+            A key of the corpus (the source's path relative to IN_DIR).
+
+        Returns
+        -------
+        float
+            The source's samples divided by its sampling rate (before any resampling).
+
+        Raises
+        ------
+        KeyError
+            When ``key`` is not in the corpus.
+
+        See Also
+        --------
+        frames : The features' frames, from the manifest.
+
+        Examples
+        --------
+        >>> import numpy as np, soundfile as sf, tempfile
+        >>> import arraymel.corpus
+        >>> from arraymel.cli import main
+        >>> src, out = tempfile.mkdtemp(), tempfile.mkdtemp()
+        >>> sf.write(f"{src}/b.wav", np.zeros(16000, np.float32), 16000)
+        >>> sf.write(f"{src}/a.wav", np.zeros(8000, np.float32), 16000)
+        >>> main(["corpus", src, out, "-q", "--workers", "1"])
+        0
+        >>> arraymel.corpus.open(out).duration("a.wav")
+        0.5
+        """
         return float(self._rows[self._index[key]]["duration_s"])
 
     def __repr__(self) -> str:
@@ -173,7 +303,31 @@ class Corpus(Mapping):
         return np.ascontiguousarray(a.T)
 
     def close(self) -> None:
-        """Close the files opened for reading (reading again reopens them)."""
+        """Close the files opened for reading (reading again reopens them).
+
+        A Corpus is also a context manager that closes them on leaving; a DataLoader worker's copy opens
+        its own.
+
+        See Also
+        --------
+        open : Opens the corpus (no file is opened until a value is read).
+
+        Examples
+        --------
+        >>> import numpy as np, soundfile as sf, tempfile
+        >>> import arraymel.corpus
+        >>> from arraymel.cli import main
+        >>> src, out = tempfile.mkdtemp(), tempfile.mkdtemp()
+        >>> sf.write(f"{src}/b.wav", np.zeros(16000, np.float32), 16000)
+        >>> sf.write(f"{src}/a.wav", np.zeros(8000, np.float32), 16000)
+        >>> main(["corpus", src, out, "-q", "--workers", "1"])
+        0
+        >>> with arraymel.corpus.open(out) as corpus:
+        ...     first = corpus["a.wav"]
+        >>> corpus.close()  # again: nothing left to close
+        >>> corpus["a.wav"].shape == first.shape  # reading reopens
+        True
+        """
         for fd in self._fds.values():
             try:
                 os.close(fd)

@@ -40,6 +40,30 @@ PRESETS: dict[str, Callable[..., Preset]] = {
 def get(name: str, **options: Any) -> Preset:
     """The preset called ``name`` with ``options`` (its function's keyword arguments).
 
+    Parameters
+    ----------
+    name : str
+        One of the keys of :data:`PRESETS`: ``"whisper"``, ``"librosa"``, ``"torchaudio"``, ``"kaldi"``,
+        ``"nemo"``.
+    **options
+        Keyword arguments of that preset's function (:func:`whisper`, :func:`librosa`, ...).
+
+    Returns
+    -------
+    Preset
+        ``PRESETS[name](**options)``.
+
+    Raises
+    ------
+    ValueError
+        When ``name`` is not a preset; the message lists the names.
+    TypeError
+        When an option is unknown to the preset or cannot be honoured (the preset's own message).
+
+    See Also
+    --------
+    PRESETS : The preset functions by name.
+
     Examples
     --------
     >>> import arraymel.presets

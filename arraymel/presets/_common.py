@@ -98,7 +98,29 @@ class Preset:
         return None
 
     def n_frames(self, samples: int) -> int:
-        """Frames of the features of a signal of ``samples`` samples."""
+        """Frames of the features of a signal of ``samples`` samples.
+
+        Parameters
+        ----------
+        samples : int
+            Length of the signal given to the preset (before its signal step).
+
+        Returns
+        -------
+        int
+            The last axis of the preset's features of such a signal.
+
+        See Also
+        --------
+        arraymel.MelConfig.n_frames : The pipeline's frames, without the preset's steps.
+
+        Examples
+        --------
+        >>> import numpy as np, arraymel.presets
+        >>> p = arraymel.presets.whisper()
+        >>> p.n_frames(16000), p(np.zeros(16000, np.float32)).shape[-1]
+        (100, 100)
+        """
         if self.framer is not None:
             return self.framer.n_frames(samples)
         if self.keep_frames is not None:
@@ -108,8 +130,49 @@ class Preset:
 
     def __call__(self, x: Any = None, *, device: Any = None, output: str | None = None, backend: str = "auto",
                  max_memory: int | None = None, **kwargs: Any) -> Any:
-        """Features of ``x`` ``(..., samples)``, as :func:`arraymel.mel_spectrogram` takes it (the same
-        ``device``, ``output``, ``backend`` and ``max_memory``)."""
+        """Features of ``x`` ``(..., samples)``, as :func:`arraymel.mel_spectrogram` takes it.
+
+        Parameters
+        ----------
+        x : array_like
+            Audio ``(..., samples)``: a NumPy, CuPy, torch, JAX or any Array API array, or a sequence.
+            Required (a missing ``x`` is a TypeError).
+        device : str or None, optional
+            Where to compute, as :func:`arraymel.mel_spectrogram` takes it. Default None (where ``x`` is).
+        output : str or None, optional
+            The array type returned, as :func:`arraymel.mel_spectrogram` takes it. Default None (``x``'s).
+        backend : str, optional
+            The computing path, as :func:`arraymel.mel_spectrogram` takes it. Default ``"auto"``.
+        max_memory : int or None, optional
+            Bytes of working memory per block, as :func:`arraymel.mel_spectrogram` takes it. Default None.
+        **kwargs
+            Refused: any other argument is a TypeError naming it (a preset's options are given when it
+            is made, not when it is called).
+
+        Returns
+        -------
+        array
+            The features ``(..., mels, frames)``, float32 for float32 input, in ``output``'s type.
+
+        Raises
+        ------
+        TypeError
+            When ``x`` is missing or another keyword is given.
+        ValueError
+            When the reference refuses the input (see :meth:`check_length`).
+
+        See Also
+        --------
+        arraymel.mel_spectrogram : The pipeline every preset runs on.
+
+        Examples
+        --------
+        >>> import numpy as np, arraymel.presets
+        >>> x = np.random.default_rng(0).standard_normal(16000).astype(np.float32)
+        >>> y = arraymel.presets.librosa(sr=16000)(x, device="cpu")
+        >>> y.shape, y.dtype
+        ((128, 32), dtype('float32'))
+        """
         from arraymel.functional import compute
 
         if kwargs:
@@ -131,15 +194,68 @@ class Preset:
         return self.finish(out, samples)
 
     def check_length(self, samples: int) -> None:
-        """A ValueError when the reference refuses a signal of ``samples`` samples."""
+        """Raise a ValueError when the reference refuses a signal of ``samples`` samples.
+
+        Parameters
+        ----------
+        samples : int
+            Length of the signal (before the preset's signal step).
+
+        Raises
+        ------
+        ValueError
+            When ``samples`` is below the fewest samples the reference takes; the message says why.
+
+        See Also
+        --------
+        Preset.__call__ : Checks the length of every input.
+
+        Examples
+        --------
+        >>> import arraymel.presets
+        >>> p = arraymel.presets.whisper()
+        >>> p.check_length(16000)  # long enough: nothing happens
+        >>> p.check_length(100)
+        Traceback (most recent call last):
+        ...
+        ValueError: arraymel.presets.whisper: x has 100 samples: ...
+        """
         if samples < self.min_samples:
             reason = self.min_reason or "there is no signal to transform"
             raise ValueError(f"arraymel.presets.{self.name}: x has {samples} samples: {reason}, so at least "
                              f"{self.min_samples} {'samples are' if self.min_samples > 1 else 'sample is'} needed.")
 
     def prepare(self, x: Any) -> Any:
-        """The signal the pipeline takes: ``x`` after the preset's signal step (in ``x``'s namespace); for a
-        framed preset, its frames ``(..., frames, sequence_length)``, each a signal of one frame."""
+        """The signal the pipeline takes: ``x`` after the preset's signal step.
+
+        With :meth:`finish`, the two halves of :meth:`__call__` around the pipeline, for a caller that runs
+        the pipeline itself (``arraymel corpus`` batches many files between them).
+
+        Parameters
+        ----------
+        x : array_like
+            Audio ``(..., samples)``.
+
+        Returns
+        -------
+        array
+            ``x`` after the preset's signal step, in ``x``'s namespace (``x`` itself when the preset has
+            none); for a framed preset, its frames ``(..., frames, sequence_length)``, each a signal of one
+            frame.
+
+        See Also
+        --------
+        Preset.finish : The other half.
+
+        Examples
+        --------
+        >>> import numpy as np, arraymel, arraymel.presets
+        >>> p = arraymel.presets.nemo()
+        >>> x = np.random.default_rng(0).standard_normal(16000).astype(np.float32)
+        >>> out = arraymel.MelSpectrogram(**p.config.given)(p.prepare(x))  # the pipeline, run by the caller
+        >>> bool(np.array_equal(p.finish(out, 16000), p(x)))
+        True
+        """
         x, xp = as_array(x)
         if self.framer is not None:
             return self.framer.frames(x, xp, 0, self.framer.n_frames(int(x.shape[-1])))
@@ -150,8 +266,38 @@ class Preset:
         return x
 
     def finish(self, out: Any, samples: int) -> Any:
-        """The features from the pipeline's output ``out`` for a signal of ``samples`` samples (before the
-        signal step); for a framed preset, ``out`` is the pipeline's output on ``prepare``'s frames."""
+        """The features from the pipeline's output ``out``.
+
+        Parameters
+        ----------
+        out : array
+            The pipeline's output on :meth:`prepare`'s result (for a framed preset, on its frames).
+        samples : int
+            Length of the signal given to :meth:`prepare` (before the signal step).
+
+        Returns
+        -------
+        array
+            The preset's features ``(..., mels, frames)``: frames kept or dropped and the log rule applied
+            as the reference does, in ``out``'s namespace.
+
+        Raises
+        ------
+        ValueError
+            When the reference refuses a signal of ``samples`` samples (:meth:`check_length`).
+
+        See Also
+        --------
+        Preset.prepare : The first half.
+
+        Examples
+        --------
+        >>> import numpy as np, arraymel, arraymel.presets
+        >>> p = arraymel.presets.whisper()
+        >>> x = np.zeros(8000, np.float32)
+        >>> p.finish(arraymel.MelSpectrogram(**p.config.given)(p.prepare(x)), 8000).shape
+        (80, 50)
+        """
         self.check_length(samples)
         if self.framer is not None:
             out = self.framer.assemble(out)

@@ -67,6 +67,21 @@ def kaldi_window(window_type: str, length: int, blackman_coeff: float = 0.42) ->
 def povey_window(length: int) -> np.ndarray:
     """Kaldi's "povey" window: ``(0.5 - 0.5 cos(2 pi i / (length - 1))) ** 0.85``.
 
+    Parameters
+    ----------
+    length : int
+        Samples of the window (Kaldi's frame length in samples).
+
+    Returns
+    -------
+    numpy.ndarray
+        The window, float64, of shape ``(length,)``; symmetric, zero at both ends.
+
+    See Also
+    --------
+    kaldi : The preset whose default ``window_type`` it is.
+    arraymel.get_window : The windows of the pipeline.
+
     Examples
     --------
     >>> from arraymel.presets import povey_window
@@ -254,6 +269,10 @@ def kaldi(*, num_mel_bins: int = 23, sample_frequency: float = 16000, frame_leng
     vtln_warp, vtln_low, vtln_high, debug_mel, htk_mode, is_librosa, min_duration, channel :
         Only at their defaults (VTLN warping, HTK mode, librosa mode, ``min_duration`` and channel selection are
         not computed; the TypeError says what to use instead).
+    **aliases
+        The same options under the other library's names (``samp_freq``, ``frame_length``, ``frame_shift``,
+        ``preemphasis_coefficient``, ``num_bins``); giving one option under both names is a TypeError, and
+        so is an unknown name.
 
     Returns
     -------

@@ -62,6 +62,8 @@ def whisper(n_mels: int = N_MELS, *, feature_size: int | None = None, sampling_r
         ``padding_value`` what it pads with; ``dither`` adds ``dither`` times standard normal noise to the
         signal (drawn by NumPy from ``seed``: transformers draws torch's unseeded noise, so only the statistics
         agree).
+    seed : int or None, optional
+        The seed of the dither's noise (default None: fresh noise on each call); only used with ``dither``.
     padding : int or str
         openai-whisper's: zeros appended to the signal first (``transcribe`` uses 480000); the feature
         extractor's ``"max_length"`` (``pad_or_trim=True``), ``"longest"`` or ``"do_not_pad"`` (each row is

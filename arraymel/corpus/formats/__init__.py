@@ -270,6 +270,10 @@ class ShardedStore:
     def _write_shard(self, k: int) -> None:
         got = self.pending.pop(k)
         records = [got[s.key] for s in self.plan.slots[k]]  # slot (key) order, whatever the arrival order
+        lost = [r.key for r in records if r.status == "ok" and r.payload is None]
+        if lost:  # an engine that wrote instead of staging: stop before a shard misses a member
+            raise OutputError(f"shard {k}: the engine returned {printable(lost[0])} as done without its output "
+                              f"({len(lost)} such file(s)); nothing of this shard was written")
         try:
             arrays = [load_payload(r.payload, r.shape, r.dtype) if r.status == "ok" else None for r in records]
             parts = self.fmt.write_shard(k, records, arrays)
