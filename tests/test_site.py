@@ -40,7 +40,9 @@ def _sources() -> list[pathlib.Path]:
 
 
 def _stale() -> bool:
-    stamp = HTML / ".buildinfo"
+    # Sphinx writes the pages (and .buildinfo) even when -W fails the build: only a build that succeeded
+    # leaves this stamp (here, or `make docs`), so a failed build is never taken for a fresh site.
+    stamp = HTML / ".build-ok"
     if not (HTML / "index.html").exists() or not stamp.exists():
         return True
     built = stamp.stat().st_mtime
@@ -66,7 +68,7 @@ def site() -> pathlib.Path:
     if _stale():
         proc = build_site()
         assert proc.returncode == 0, f"the docs build failed (warnings are errors):\n{proc.stdout}\n{proc.stderr}"
-        (HTML / ".buildinfo").touch()  # a build that changed nothing must not look stale next time
+        (HTML / ".build-ok").touch()
     return HTML
 
 
