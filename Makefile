@@ -33,7 +33,7 @@ bench: $(VENV)/.stamp-bench
 
 # The site: docs/_build/html. Warnings are errors (-W), every reference must resolve (-n); no network.
 docs: $(VENV)/.stamp-docs
-	$(PY) -m sphinx -W --keep-going -n -q -b html docs docs/_build/html
+	$(PY) -m sphinx -E -W --keep-going -n -q -b html docs docs/_build/html
 	@touch docs/_build/html/.build-ok
 	@echo "site: docs/_build/html/index.html"
 
