@@ -73,13 +73,28 @@ def decode_key(k: int | np.integer, dtype_name: str) -> float:
     return np.array([b], dtype=ut).view(ft)[0]
 
 
-def force_layout(state, layout):
-    """Make a :class:`~arraymel._cupy.pipeline.CupyState` compute in ``layout`` (``"inplace"`` or ``"gather"``;
-    None: its own choice), as its engine's ``compute(path=...)`` does for the engine tests."""
-    import functools
+def with_layout(engine, layout):
+    """``engine`` (an :class:`~arraymel._cupy.engine.Engine`), its plans made in ``layout`` (``"inplace"`` or
+    ``"gather"``; None: its own choice), so that a test runs both layouts whatever the planner prefers."""
+    from arraymel._cupy.chunking import _plan_path
 
-    engine = state.engine
-    engine.__dict__.pop("compute", None)
-    if layout is not None:
-        engine.compute = functools.partial(type(engine).compute, engine, path=layout)
+    engine.__dict__.pop("plan", None)
+    if layout is None:
+        return engine
+    planned = type(engine).plan
+
+    def plan(batch, samples, budget):
+        prob = engine.problem(batch, samples)
+        if layout == "inplace" and not prob.inplace_ok:
+            raise ValueError("the pitched (in-place FFT) layout needs window=None or a named window over the whole frame")
+        chosen = planned(engine, batch, samples, budget)
+        return chosen if chosen.path == layout else _plan_path(prob, layout, budget)
+
+    engine.plan = plan
+    return engine
+
+
+def force_layout(state, layout):
+    """Make a :class:`~arraymel._cupy.pipeline.CupyState` compute in ``layout`` (see :func:`with_layout`)."""
+    with_layout(state.engine, layout)
     return state

@@ -20,7 +20,7 @@ from _helpers import assert_db_close, assert_power_close
 from cuda_cpu import EmuOps, emulated_engine
 from kernel_model import NumpyOps, OutOfBounds
 from kernel_model import emulated_engine as model_engine
-from kernel_sources import decode_key, encode_keys
+from kernel_sources import decode_key, encode_keys, with_layout
 
 from arraymel._config import MelConfig
 from arraymel._cupy import kernels
@@ -148,7 +148,7 @@ def test_emulated_nan_reaches_empty_bands_as_in_keras(layout):
     x[0, 1500] = np.nan
     params = dict(fft_length=64, sequence_stride=16, num_mel_bins=40, top_db=None)  # bands with no bin
     ref = oracle.mel_spectrogram(x, **params)
-    out, _, _ = engine_for(params, "float64").compute(x, BIG, path=layout)
+    out, _, _ = with_layout(engine_for(params, "float64"), layout).compute(x, BIG)
     fb = oracle.mel_filterbank(64, 16000, 40, 20.0, 8000)
     assert not fb.any(axis=0).all()
     assert np.array_equal(np.isnan(out), np.isnan(ref)) and np.isnan(out).any()
@@ -254,7 +254,7 @@ def test_zero_length_rows_are_rejected(layout):
     am_frames_window under ASan, NaN from the guard zone here); the engine must refuse such input."""
     eng = engine_for(dict(fft_length=256, sequence_stride=64, num_mel_bins=32), "float32")
     with pytest.raises(ValueError, match=r"shape \(2, 0\).*at least 1 sample"):
-        eng.compute(np.zeros((2, 0), np.float32), BIG, path=layout)
+        with_layout(eng, layout).compute(np.zeros((2, 0), np.float32), BIG)
     assert eng.ops.launches == []
 
 
@@ -271,10 +271,10 @@ def test_shuffled_schedules_give_identical_results(i):
     base = engine_for(params, "float32")
     for layout in (["gather", "inplace"] if base.p.inplace_ok else ["gather"]):
         for budget in (BIG, small_budget(base, x)):
-            want, _, _ = base.compute(x, budget, path=layout)
+            want, _, _ = with_layout(base, layout).compute(x, budget)
             for seed in (1, 2, 3):
                 eng = engine_for(params, "float32", shuffle=True, seed=seed)
-                got, _, _ = eng.compute(x, budget, path=layout)
+                got, _, _ = with_layout(eng, layout).compute(x, budget)
                 np.testing.assert_array_equal(got, want)
 
 
@@ -293,8 +293,8 @@ def test_numpy_model_agrees_with_the_emulator(i):
         for budget in (BIG, small_budget(emu, x)):
             emu.ops.launches.clear()
             model.ops.launches.clear()
-            a, _, _ = emu.compute(x, budget, path=layout)
-            b, _, _ = model.compute(x, budget, path=layout)
+            a, _, _ = with_layout(emu, layout).compute(x, budget)
+            b, _, _ = with_layout(model, layout).compute(x, budget)
             assert emu.ops.launches == model.ops.launches
             if params.get("power_to_db", True):
                 assert_db_close(a, b, 1e-11)

@@ -43,6 +43,7 @@ from arraymel._config import MelConfig
 from arraymel._cupy import kernels
 from arraymel._cupy.chunking import work_bytes
 from cuda_cpu import build_many, emulated_engine
+from kernel_sources import with_layout
 from spec_bands import assert_spec_close
 from test_cupy_emulated import GRID, _signal
 
@@ -71,7 +72,7 @@ for params, x, view in cases:
         xd = view(x.astype(dt))
         for layout in (["gather", "inplace"] if eng.p.inplace_ok else ["gather"]):
             for budget in (2**40, few_chunks(eng, xd)):
-                out, _, _ = eng.compute(xd, budget, path=layout)
+                out, _, _ = with_layout(eng, layout).compute(xd, budget)
                 assert_spec_close(out, ref, dtype=dt, power_to_db=params.get("power_to_db", True),
                                   mag_exp=params.get("mag_exp", 2.0))
                 runs += 1

@@ -22,7 +22,7 @@ import numpy as np
 import oracle
 import pytest
 from _helpers import assert_db_close, assert_power_close, to_numpy
-from kernel_sources import force_layout
+from kernel_sources import force_layout, with_layout
 from spec_bands import assert_spec_close
 from test_cupy_emulated import GRID, _signal
 from test_parity_oracle import CASE_NAMES, CASES, KNOWN_F32_NEAR, check, input_as, oracle_output, run_arraymel
@@ -92,7 +92,7 @@ class Runner:
 
     def run(self, x, layout: str | None = None, budget: int = BIG) -> tuple[np.ndarray, str | None]:
         if self.kind == "emulator":
-            out, plan, _ = self.engine.compute(x, budget, path=layout)
+            out, plan, _ = with_layout(self.engine, layout).compute(x, budget)
             return out, None if plan is None else plan.path
         import cupy
 

@@ -16,7 +16,7 @@ import numpy as np
 import oracle
 import pytest
 from cuda_cpu.scale import ScaleOps
-from kernel_sources import decode_key
+from kernel_sources import decode_key, with_layout
 from spec_bands import assert_spec_close
 
 from arraymel._config import MelConfig
@@ -75,7 +75,7 @@ def run_scale(batch: int, samples: int, in_dtype: str, params: dict, budget: int
     ops = ScaleOps(seed=1)
     rng, mp, consts = scale_setup(batch, samples, params, ops)
     eng = Engine(mp, ops, consts)
-    plan = eng.plan(batch, samples, budget, path=path)
+    plan = with_layout(eng, path).plan(batch, samples, budget)
     frames = plan.problem.frames
     rows = sorted({0, batch - 1, int(rng.integers(0, batch))})
     fs = sampled_frames(plan, frames, rng)

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from cuda_cpu import emulated_engine
 from kernel_model import emulated_engine as model_engine
+from kernel_sources import with_layout
 from presets_signal import speechlike
 
 import arraymel.presets as presets
@@ -34,7 +35,7 @@ CASES = {
 def run_engine(engine, preset, x, budget, path=None):
     xp_ = preset.prepare(x)
     rows = xp_.reshape(-1, xp_.shape[-1])  # a framed preset's frames: (..., frames, samples) -> rows of one frame
-    out, plan, _ = engine.compute(rows, budget, path=path)
+    out, plan, _ = with_layout(engine, path).compute(rows, budget)
     return preset.finish(out.reshape(*xp_.shape[:-1], *out.shape[1:]), x.shape[-1]), plan
 
 

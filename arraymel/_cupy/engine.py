@@ -71,19 +71,10 @@ class Engine:
         return Problem(batch=batch, samples=samples, frames=frames, n_fft=p.n_fft, hop=p.hop, nb=p.nb,
                        n_mels=p.n_mels, itemsize=p.itemsize, inplace_ok=p.inplace_ok)
 
-    def plan(self, batch: int, samples: int, budget: int, path: str | None = None) -> ChunkPlan:
-        prob = self.problem(batch, samples)
-        plan = plan_chunks(prob, budget)
-        if path is not None and path != plan.path:  # a layout asked for (the engine tests run both)
-            if path == "inplace" and not prob.inplace_ok:
-                raise ValueError("the pitched (in-place FFT) layout needs window=None or a named window over the whole frame")
-            from arraymel._cupy.chunking import _plan_path
+    def plan(self, batch: int, samples: int, budget: int) -> ChunkPlan:
+        return plan_chunks(self.problem(batch, samples), budget)
 
-            plan = _plan_path(prob, path, budget)
-        return plan
-
-    def compute(self, x: Any, budget: int, *, path: str | None = None, is_oom: Any = None,
-                on_oom: Any = None) -> tuple[Any, ChunkPlan | None, RetryLog]:
+    def compute(self, x: Any, budget: int, *, is_oom: Any = None, on_oom: Any = None) -> tuple[Any, ChunkPlan | None, RetryLog]:
         """``x`` ``(..., samples)`` -> ``(..., mels, frames)`` in the compute dtype, with the work area under
         ``budget`` bytes; out-of-memory errors (``is_oom``) halve the budget and start again.
 
@@ -106,7 +97,7 @@ class Engine:
             x2 = x2.astype(p.dtype_name)
 
         def attempt(b: int) -> ChunkPlan:
-            plan = self.plan(B, n, b, path=path)
+            plan = self.plan(B, n, b)
             self.run(x2, out, plan)
             return plan
 
