@@ -143,17 +143,10 @@ class Run:
 
 
 def _signal(shape, seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    n = shape[-1]
-    t = np.arange(n) / SR
-    rows = int(np.prod(shape[:-1], dtype=int))
-    x = np.empty((rows, n))
-    for i in range(rows):
-        f = rng.uniform(100, 7000, 3)
-        x[i] = sum(a * np.sin(2 * np.pi * fi * t + rng.uniform(0, 6)) for a, fi in zip((0.5, 0.3, 0.1), f))
-        x[i] += 0.01 * rng.standard_normal(n)
-        x[i] *= 10 ** (-20 * (i % 3) / 20)
-    return x.reshape(shape)
+    """The emulator grid's test signal (three tones and noise), rows at 0, -20 and -40 dB in turn."""
+    from test_cupy_emulated import _signal as grid_signal
+
+    return grid_signal(shape, seed=seed, gain_db=[0, -20, -40])
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -30,6 +30,21 @@ import numpy as np
 SPAN_60DB = {"whisper": 1.5, "librosa": 60.0, "torchaudio": 60.0, "kaldi": 6.0 * math.log(10.0), "nemo": None}
 
 
+
+def interleaved(calls: dict, rounds: int) -> dict[str, list[float]]:
+    """Seconds of each call per round, after one warm-up call each (caches, plans, imports); every round
+    calls each once, the order reversed every other round, so a drift of the machine falls on all alike."""
+    for fn in calls.values():
+        fn()
+    times: dict[str, list[float]] = {k: [] for k in calls}
+    order = list(calls)
+    for r in range(rounds):
+        for k in (order if r % 2 == 0 else order[::-1]):
+            t0 = time.perf_counter()
+            calls[k]()
+            times[k].append(time.perf_counter() - t0)
+    return times
+
 def load_speech(path: str | None, rate: float, seconds: float = 0.0) -> np.ndarray:
     if path is None:
         from arraymel.bench.workloads import make_batch
@@ -94,16 +109,7 @@ def main() -> None:
         speech = load_speech(args.wav, rate)
         top, every = difference(name, preset(speech, backend="numpy"), ref_fn(speech[None])[0])
         x = batch_of(speech, args.batch, int(round(args.seconds * rate)))
-        calls = {"arraymel": lambda: preset(x), "reference": lambda: ref_fn(x)}
-        for fn in calls.values():  # warm-up: caches, plans, imports
-            fn()
-        times: dict[str, list[float]] = {k: [] for k in calls}
-        order = list(calls)
-        for r in range(args.rounds):
-            for k in (order if r % 2 == 0 else order[::-1]):
-                t0 = time.perf_counter()
-                calls[k]()
-                times[k].append(time.perf_counter() - t0)
+        times = interleaved({"arraymel": lambda: preset(x), "reference": lambda: ref_fn(x)}, args.rounds)
         med = {k: statistics.median(v) for k, v in times.items()}
         q = {k: statistics.quantiles(v, n=4) if len(v) > 1 else (v[0], v[0], v[0]) for k, v in times.items()}
         rows.append((name, preset.reference, top, every, med, q))
@@ -130,16 +136,8 @@ def kaldi_routes(args: argparse.Namespace) -> None:
     ref_fn = reference(native)
     speech = load_speech(args.wav, 16000) * 32768
     x = batch_of(speech, args.batch, int(round(args.seconds * 16000)))
-    calls = {"native route": lambda: native(x), "framed route": lambda: framed(x), "kaldi-native-fbank": lambda: ref_fn(x)}
-    for fn in calls.values():
-        fn()
-    times: dict[str, list[float]] = {k: [] for k in calls}
-    order = list(calls)
-    for r in range(args.rounds):
-        for k in (order if r % 2 == 0 else order[::-1]):
-            t0 = time.perf_counter()
-            calls[k]()
-            times[k].append(time.perf_counter() - t0)
+    times = interleaved({"native route": lambda: native(x), "framed route": lambda: framed(x),
+                         "kaldi-native-fbank": lambda: ref_fn(x)}, args.rounds)
     for k, v in times.items():
         q = statistics.quantiles(v, n=4) if len(v) > 1 else (v[0], v[0], v[0])
         print(f"{k:<20} {statistics.median(v) * 1e3:8.1f} ms ({q[0] * 1e3:.1f}-{q[2] * 1e3:.1f})")
